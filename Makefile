@@ -1,0 +1,130 @@
+# dobj: durable objects, self-hosted.
+#
+#   make            build build/dobj and the example classes
+#   make run        install what is missing, build, serve the examples on :8080
+#   make test       install what is missing, build, run unit and system tests
+#   make bench      benchmarks (figures go to BENCHMARKS.md)
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make asan       an ASan+UBSan build in build-asan/
+#
+# SANITIZE=1 builds everything with ASan+UBSan into build-asan/.
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+CC ?= cc
+PY := /usr/bin/python3
+
+ifeq ($(SANITIZE),1)
+BUILD ?= build-asan
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT ?= -O1 -g
+else
+BUILD ?= build
+SANFLAGS :=
+OPT ?= -O2 -g
+endif
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
+        -Wimplicit-fallthrough -Wvla -Wno-format-truncation
+CSTD := -std=c11 -D_GNU_SOURCE
+INC := -Isdk/include -Isdk -Iruntime
+CFLAGS_ALL := $(CSTD) $(OPT) $(WARN) $(INC) $(SANFLAGS) $(CFLAGS)
+LIBS := -luv -lsqlite3 -lh2o -lwslay -lssl -lcrypto -lxxhash -lpthread -ldl
+# The binary exports only the SDK (dobj_*) to the class libraries it loads.
+LDFLAGS_BIN := -Wl,--dynamic-list=sdk/exports.list $(SANFLAGS) $(LDFLAGS)
+
+SDK_SRC := $(wildcard sdk/src/*.c)
+RT_SRC := $(filter-out runtime/main.c,$(wildcard runtime/*.c))
+LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(SDK_SRC) $(RT_SRC))
+MAIN_OBJ := $(BUILD)/obj/runtime/main.o
+
+EXAMPLES := $(BUILD)/examples/counter.so $(BUILD)/examples/chat.so
+TEST_CLASSES := $(BUILD)/tests/probe.so
+CLASS_CFLAGS := $(CSTD) $(OPT) $(WARN) -Isdk/include -fPIC -shared -fvisibility=hidden
+
+UNIT_SRC := $(wildcard tests/unit/*/*.c)
+UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
+
+.PHONY: all deps run test test-unit test-system bench install uninstall clean asan
+
+all: $(BUILD)/dobj $(EXAMPLES) $(TEST_CLASSES)
+
+$(BUILD)/obj/%.o: %.c $(wildcard sdk/include/*.h sdk/*.h runtime/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/dobj: $(LIB_OBJ) $(MAIN_OBJ) sdk/exports.list
+	$(CC) $(LIB_OBJ) $(MAIN_OBJ) -o $@ $(LDFLAGS_BIN) $(LIBS)
+
+$(BUILD)/examples/%.so: examples/%/*.c sdk/include/dobj.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CLASS_CFLAGS) $(filter %.c,$^) -o $@
+
+$(BUILD)/tests/%.so: tests/system/classes/%.c sdk/include/dobj.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CLASS_CFLAGS) $< -o $@
+
+# Unit tests link the runtime's objects, so they can test internal functions.
+$(BUILD)/unit/%: tests/unit/%.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itests/unit $< $(LIB_OBJ) -o $@ $(SANFLAGS) -lcriterion $(LIBS)
+
+asan:
+	$(MAKE) SANITIZE=1 all
+
+# ---- set-up -------------------------------------------------------------
+
+DEB_PACKAGES := gcc make pkg-config libuv1-dev libsqlite3-dev libh2o-dev libwslay-dev libssl-dev \
+    liburing-dev libcurl4-openssl-dev libxxhash-dev libzstd-dev libcriterion-dev sqlite3 curl wrk \
+    python3-pytest python3-requests python3-websocket python3-websockets
+
+# Installs, only when something is missing, the Debian packages the build and
+# tests need; `apt-get update` runs once, and only then.
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "make deps: installing $$missing"; \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@mkdir -p data
+	@echo "dobj: serving on http://127.0.0.1:8080 with data in ./data; try:"
+	@echo "  curl -X POST http://127.0.0.1:8080/counter/alice"
+	@echo "  curl http://127.0.0.1:8080/counter/alice"
+	@echo "  open http://127.0.0.1:8080/chat/lobby/ in a browser (chat over WebSocket)"
+	exec $(BUILD)/dobj serve --listen 127.0.0.1:8080 --data ./data $(addprefix --class ,$(EXAMPLES))
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory SANITIZE=1 all
+	@$(MAKE) --no-print-directory SANITIZE=1 test-unit
+	@$(MAKE) --no-print-directory test-system
+
+test-unit: $(UNIT_BIN)
+	@fail=0; for t in $(UNIT_BIN); do echo "== $$t"; $$t --jobs 2 || fail=1; done; exit $$fail
+
+test-system: all
+	DOBJ_BUILD=$(BUILD) $(PY) -m pytest -q tests/system
+
+bench: deps all
+	tests/bench/run.sh
+
+# ---- install ------------------------------------------------------------
+
+install: $(BUILD)/dobj
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 $(BUILD)/dobj $(DESTDIR)$(PREFIX)/bin/dobj
+	install -m 644 sdk/include/dobj.h $(DESTDIR)$(PREFIX)/include/dobj.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(shell sed -n 's/^#define DOBJ_VERSION "\(.*\)"/\1/p' sdk/include/dobj.h)|g' \
+	    sdk/dobj.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/dobj.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/dobj $(DESTDIR)$(PREFIX)/include/dobj.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/dobj.pc
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,652 @@
+/*
+ * actor.c: the actors of one shard. An actor is one object (class/name) on the
+ * shard that owns it. Its lifecycle:
+ *
+ *   absent --event--> open (database open, in the LRU list)
+ *   open --idle or LRU bound--> closed (database closed; kept while it has
+ *        open WebSockets or gated outputs, so sockets survive: hibernation)
+ *   closed --event--> open;  closed with nothing held --> freed
+ *
+ * Each event runs in one transaction (BEGIN IMMEDIATE ... COMMIT) around the
+ * class's handler. What the event sends goes into the actor's output gate,
+ * stamped with the actor's committed lsn, and leaves in order once the
+ * durability point (durable.c) reports that lsn durable. The actor does not
+ * wait: the next event runs at once.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "runtime.h"
+
+/* The runtime checkpoints the WAL itself once it holds this many frames. */
+#define WAL_CHECKPOINT_FRAMES 1000
+#define ACTOR_SOCKETS_MAX 32768
+#define SLOW_EVENT_US 100000
+
+struct rt_actor {
+    uint64_t hash;
+    const struct rt_class *cls;
+    char *name;
+    size_t name_len;
+    struct rt_actor *hnext; /* hash chain */
+    struct rt_actor *lru_prev, *lru_next; /* open actors, most recent first */
+
+    sqlite3 *db;
+    sqlite3_stmt *begin, *commit, *rollback;
+    struct dobj_ctx *running; /* the authorizer's view: NULL while the runtime runs SQL */
+    bool needs_init;          /* meta and on_activate run in the next event */
+    int wal_frames;           /* set by the WAL hook when a commit wrote */
+
+    uint64_t committed_lsn;
+    uint64_t durable_lsn;
+    struct rt_msg *gate_head, **gate_tail;
+
+    struct dobj_ws *ws_head, *ws_tail;
+    unsigned nsockets;
+    int64_t last_used_us;
+};
+
+struct rt_actors {
+    struct rt_actor **buckets;
+    size_t nbuckets;
+    size_t count;
+    struct rt_actor *lru_head, *lru_tail;
+    unsigned nopen;
+    uv_timer_t idle_timer;
+};
+
+/* ---- the table --------------------------------------------------------- */
+
+static struct rt_actor **bucket(struct rt_actors *t, uint64_t hash) { return &t->buckets[hash & (t->nbuckets - 1)]; }
+
+static struct rt_actor *table_find(struct rt_actors *t, const struct rt_event *e)
+{
+    for (struct rt_actor *a = *bucket(t, e->hash); a != NULL; a = a->hnext)
+        if (a->hash == e->hash && a->cls == e->cls && a->name_len == e->name_len &&
+            memcmp(a->name, e->name, e->name_len) == 0)
+            return a;
+    return NULL;
+}
+
+static void table_grow(struct rt_actors *t)
+{
+    size_t n = t->nbuckets * 2;
+    struct rt_actor **b = sdk_xcalloc(n, sizeof(*b));
+    for (size_t i = 0; i < t->nbuckets; i++) {
+        struct rt_actor *a = t->buckets[i];
+        while (a != NULL) {
+            struct rt_actor *next = a->hnext;
+            a->hnext = b[a->hash & (n - 1)];
+            b[a->hash & (n - 1)] = a;
+            a = next;
+        }
+    }
+    free(t->buckets);
+    t->buckets = b;
+    t->nbuckets = n;
+}
+
+static struct rt_actor *table_add(struct rt_actors *t, const struct rt_event *e)
+{
+    if (t->count + 1 > t->nbuckets)
+        table_grow(t);
+    struct rt_actor *a = sdk_xcalloc(1, sizeof(*a));
+    a->hash = e->hash;
+    a->cls = e->cls;
+    a->name = sdk_xstrndup(e->name, e->name_len);
+    a->name_len = e->name_len;
+    a->gate_tail = &a->gate_head;
+    struct rt_actor **b = bucket(t, a->hash);
+    a->hnext = *b;
+    *b = a;
+    t->count++;
+    return a;
+}
+
+static void table_remove(struct rt_actors *t, struct rt_actor *a)
+{
+    struct rt_actor **p = bucket(t, a->hash);
+    while (*p != a)
+        p = &(*p)->hnext;
+    *p = a->hnext;
+    t->count--;
+    free(a->name);
+    free(a);
+}
+
+/* ---- LRU of open databases --------------------------------------------- */
+
+static void lru_unlink(struct rt_actors *t, struct rt_actor *a)
+{
+    if (a->lru_prev != NULL)
+        a->lru_prev->lru_next = a->lru_next;
+    else
+        t->lru_head = a->lru_next;
+    if (a->lru_next != NULL)
+        a->lru_next->lru_prev = a->lru_prev;
+    else
+        t->lru_tail = a->lru_prev;
+    a->lru_prev = a->lru_next = NULL;
+}
+
+static void lru_push_front(struct rt_actors *t, struct rt_actor *a)
+{
+    a->lru_next = t->lru_head;
+    a->lru_prev = NULL;
+    if (t->lru_head != NULL)
+        t->lru_head->lru_prev = a;
+    t->lru_head = a;
+    if (t->lru_tail == NULL)
+        t->lru_tail = a;
+}
+
+/* ---- activation -------------------------------------------------------- */
+
+static int on_wal(void *arg, sqlite3 *db, const char *dbname, int frames)
+{
+    (void)db;
+    (void)dbname;
+    ((struct rt_actor *)arg)->wal_frames = frames;
+    return SQLITE_OK;
+}
+
+static int mkdir_p(char *path)
+{
+    for (char *p = path + 1; *p != '\0'; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        int rc = mkdir(path, 0755);
+        *p = '/';
+        if (rc != 0 && errno != EEXIST)
+            return -1;
+    }
+    return 0;
+}
+
+static void db_close(struct rt_actor *a)
+{
+    sqlite3_finalize(a->begin);
+    sqlite3_finalize(a->commit);
+    sqlite3_finalize(a->rollback);
+    a->begin = a->commit = a->rollback = NULL;
+    if (a->db != NULL) {
+        /* A clean close checkpoints the WAL into the database file. */
+        if (sqlite3_close(a->db) != SQLITE_OK)
+            RT_ERROR("msg=\"close failed\" object=%s/%s err=\"%s\"", a->cls->cls->name, a->name,
+                     sqlite3_errmsg(a->db));
+    }
+    a->db = NULL;
+}
+
+/* Opens the actor's database. On failure writes why into err. */
+static int db_open(struct rt_shard *s, struct rt_actor *a, char *err, size_t errlen)
+{
+    char id[33], path[4096];
+    rt_object_file_id(a->cls->cls->name, a->name, a->name_len, id);
+    snprintf(path, sizeof(path), "%s/objects/%.2s/%s.db", s->config->data_dir, id, id);
+    if (mkdir_p(path) != 0) {
+        snprintf(err, errlen, "can not create the directory of %s: %s", path, strerror(errno));
+        return DOBJ_EIO;
+    }
+    char pragmas[256];
+    snprintf(pragmas, sizeof(pragmas),
+             "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;",
+             rt_durable_sqlite_synchronous());
+    int rc = sqlite3_open_v2(path, &a->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(a->db, pragmas, NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(a->db, "BEGIN IMMEDIATE", -1, &a->begin, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(a->db, "COMMIT", -1, &a->commit, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(a->db, "ROLLBACK", -1, &a->rollback, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "can not open the database %s: %s", path,
+                 a->db != NULL ? sqlite3_errmsg(a->db) : sqlite3_errstr(rc));
+        db_close(a);
+        return DOBJ_EIO;
+    }
+    sqlite3_wal_hook(a->db, on_wal, a);
+    a->running = NULL;
+    sqlite3_set_authorizer(a->db, sdk_authorizer, &a->running);
+    a->needs_init = true;
+    return 0;
+}
+
+/* Inside the event's transaction: records the object's identity in the
+ * database, and refuses a file that belongs to another object. */
+static int meta_check(struct rt_actor *a, char *err, size_t errlen)
+{
+    static const char sql[] = "CREATE TABLE IF NOT EXISTS _dobj_meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+                              "INSERT OR IGNORE INTO _dobj_meta VALUES('class', ?1), ('name', ?2);"
+                              "SELECT (SELECT value FROM _dobj_meta WHERE key='class') = ?1"
+                              " AND (SELECT value FROM _dobj_meta WHERE key='name') = ?2;";
+    const char *tail = sql;
+    int ok = 0, rc = SQLITE_OK;
+    while (rc == SQLITE_OK && *tail != '\0') {
+        sqlite3_stmt *st = NULL;
+        rc = sqlite3_prepare_v2(a->db, tail, -1, &st, &tail);
+        if (rc != SQLITE_OK || st == NULL)
+            break;
+        if (sqlite3_bind_parameter_count(st) >= 2) {
+            sqlite3_bind_text(st, 1, a->cls->cls->name, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 2, a->name, (int)a->name_len, SQLITE_STATIC);
+        }
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            ok = sqlite3_column_int(st, 0);
+        rc = sqlite3_finalize(st);
+    }
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "can not read the object's metadata: %s", sqlite3_errmsg(a->db));
+        return DOBJ_ESQLITE;
+    }
+    if (!ok) {
+        snprintf(err, errlen, "the database file belongs to another object");
+        return DOBJ_EIO;
+    }
+    return 0;
+}
+
+static void evict(struct rt_actors *t, struct rt_actor *a)
+{
+    db_close(a);
+    lru_unlink(t, a);
+    t->nopen--;
+}
+
+/* Frees an actor that holds nothing any more. */
+static void maybe_free(struct rt_actors *t, struct rt_actor *a)
+{
+    if (a->db == NULL && a->ws_head == NULL && a->gate_head == NULL)
+        table_remove(t, a);
+}
+
+/* An actor can close its database once nothing waits on its records. */
+static bool evictable(const struct rt_actor *a) { return a->gate_head == NULL && a->durable_lsn >= a->committed_lsn; }
+
+static void enforce_open_bound(struct rt_shard *s)
+{
+    struct rt_actors *t = s->actors;
+    struct rt_actor *a = t->lru_tail;
+    while (t->nopen > s->config->max_open && a != NULL) {
+        struct rt_actor *prev = a->lru_prev;
+        if (evictable(a)) {
+            evict(t, a);
+            maybe_free(t, a);
+        }
+        a = prev;
+    }
+}
+
+static void on_idle_timer(uv_timer_t *h)
+{
+    struct rt_shard *s = h->data;
+    struct rt_actors *t = s->actors;
+    int64_t cutoff = rt_now_us() - (int64_t)s->config->idle_timeout_ms * 1000;
+    struct rt_actor *a = t->lru_tail;
+    while (a != NULL && a->last_used_us <= cutoff) {
+        struct rt_actor *prev = a->lru_prev;
+        if (evictable(a)) {
+            evict(t, a);
+            maybe_free(t, a);
+        }
+        a = prev;
+    }
+}
+
+/* ---- the output gate --------------------------------------------------- */
+
+static void gate_push(struct rt_actor *a, struct rt_msg *m)
+{
+    m->gate_lsn = a->committed_lsn;
+    atomic_store_explicit(&m->next, NULL, memory_order_relaxed);
+    *a->gate_tail = m;
+    a->gate_tail = (struct rt_msg **)&m->next;
+}
+
+static void gate_release(struct rt_shard *s, struct rt_actor *a)
+{
+    while (a->gate_head != NULL && a->gate_head->gate_lsn <= a->durable_lsn) {
+        struct rt_msg *m = a->gate_head;
+        a->gate_head = atomic_load_explicit(&m->next, memory_order_relaxed);
+        if (a->gate_head == NULL)
+            a->gate_tail = &a->gate_head;
+        rt_shard_post(s, m->dest, m);
+    }
+}
+
+void rt_actor_durable(struct rt_shard *s, struct rt_actor *a, uint64_t lsn)
+{
+    if (lsn > a->durable_lsn)
+        a->durable_lsn = lsn;
+    gate_release(s, a);
+    if (a->db == NULL)
+        maybe_free(s->actors, a);
+}
+
+/* ---- events ------------------------------------------------------------ */
+
+static struct dobj_ws *ws_find(struct rt_actor *a, uint64_t id)
+{
+    for (struct dobj_ws *w = a->ws_head; w != NULL; w = w->next)
+        if (w->id == id)
+            return w;
+    return NULL;
+}
+
+static void ws_unlink(struct rt_actor *a, struct dobj_ws *w)
+{
+    if (w->prev != NULL)
+        w->prev->next = w->next;
+    else
+        a->ws_head = w->next;
+    if (w->next != NULL)
+        w->next->prev = w->prev;
+    else
+        a->ws_tail = w->prev;
+    a->nsockets--;
+    sdk_ws_free(w);
+}
+
+static struct dobj_ws *ws_add(struct rt_actor *a, uint64_t id, unsigned shard)
+{
+    struct dobj_ws *w = sdk_xcalloc(1, sizeof(*w));
+    w->id = id;
+    w->shard = shard;
+    w->prev = a->ws_tail;
+    if (a->ws_tail != NULL)
+        a->ws_tail->next = w;
+    else
+        a->ws_head = w;
+    a->ws_tail = w;
+    a->nsockets++;
+    return w;
+}
+
+static struct rt_reply *reply_new(struct rt_event *e)
+{
+    struct rt_reply *r = sdk_xcalloc(1, sizeof(*r));
+    r->msg.type = RT_MSG_REPLY;
+    r->msg.dest = e->from;
+    r->wait = e->wait;
+    return r;
+}
+
+static struct rt_reply *reply_error(struct rt_event *e, int status, const char *msg)
+{
+    struct rt_reply *r = reply_new(e);
+    struct sdk_buf b = {0};
+    sdk_buf_append(&b, "{\"error\":", 9);
+    sdk_buf_json_str(&b, msg, strlen(msg));
+    sdk_buf_append(&b, "}\n", 2);
+    r->status = status;
+    r->body = sdk_buf_steal(&b, &r->body_len);
+    static const char ct[] = "content-type\0application/json";
+    r->headers = sdk_xstrndup(ct, sizeof(ct));
+    r->headers_len = sizeof(ct);
+    return r;
+}
+
+/* The reply of a fetch or ws_open from what the handler left in ctx. */
+static struct rt_reply *reply_from_ctx(struct rt_event *e, struct dobj_ctx *ctx, int rv, const char *sysfail)
+{
+    if (sysfail != NULL)
+        return reply_error(e, 500, sysfail);
+    if (rv != 0) {
+        const char *msg = ctx->fail_msg;
+        if (msg == NULL)
+            msg = ctx->errmsg[0] != '\0' ? ctx->errmsg
+                                         : dobj_sprintf(ctx, "handler failed with %s", dobj_err_name(rv));
+        return reply_error(e, ctx->fail_status != 0 ? ctx->fail_status : 500, msg);
+    }
+    struct rt_reply *r = reply_new(e);
+    if (e->kind == SDK_EV_WS_OPEN && (ctx->status == 0 || ctx->status < 400)) {
+        r->ws_accept = true;
+        r->status = 101;
+        return r;
+    }
+    r->status = ctx->status != 0 ? ctx->status : ctx->res_body.len > 0 ? 200 : 204;
+    r->headers = sdk_buf_steal(&ctx->res_headers, &r->headers_len);
+    r->body = sdk_buf_steal(&ctx->res_body, &r->body_len);
+    return r;
+}
+
+static void ctx_fill(struct dobj_ctx *ctx, struct rt_shard *s, struct rt_actor *a, struct rt_event *e)
+{
+    sdk_ctx_init(ctx, a->cls->cls, a->name, a->db);
+    ctx->kind = e->kind;
+    ctx->now_us = rt_now_us();
+    ctx->ws_msg_max = s->config->ws_msg_max;
+    ctx->sockets = a->ws_head;
+    if (e->kind == SDK_EV_FETCH || e->kind == SDK_EV_WS_OPEN) {
+        ctx->method = e->method;
+        ctx->path = e->path;
+        ctx->query = e->query;
+        ctx->headers = e->headers;
+        ctx->nheaders = e->nheaders;
+        ctx->body = e->body;
+        ctx->body_len = e->body_len;
+    }
+}
+
+static int call_handler(struct rt_actor *a, struct dobj_ctx *ctx, struct rt_event *e, struct dobj_ws *ws)
+{
+    const dobj_class *c = a->cls->cls;
+    switch (e->kind) {
+    case SDK_EV_FETCH:
+        return c->fetch != NULL ? c->fetch(ctx) : 0;
+    case SDK_EV_WS_OPEN:
+        return c->ws_open(ctx, ws);
+    case SDK_EV_WS_MESSAGE:
+        return c->ws_message != NULL ? c->ws_message(ctx, ws, e->ws_kind, e->body, e->body_len) : 0;
+    case SDK_EV_WS_CLOSE:
+        return c->ws_close != NULL ? c->ws_close(ctx, ws, e->ws_kind, e->body) : 0;
+    }
+    return DOBJ_EINVAL;
+}
+
+static int step_reset(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* Runs the handler inside the event's transaction. Returns the handler's
+ * result; *sysfail is set (into buf) when the runtime itself failed. */
+static int run_txn(struct rt_actor *a, struct dobj_ctx *ctx, struct rt_event *e, struct dobj_ws *ws,
+                   const char **sysfail, char *buf, size_t buflen)
+{
+    a->running = NULL;
+    a->wal_frames = 0;
+    if (step_reset(a->begin) != SQLITE_DONE) {
+        snprintf(buf, buflen, "can not begin the event's transaction: %s", sqlite3_errmsg(a->db));
+        *sysfail = buf;
+        return DOBJ_ESQLITE;
+    }
+    int rv = a->needs_init ? meta_check(a, buf, buflen) : 0;
+    if (rv != 0)
+        *sysfail = buf;
+    a->running = ctx;
+    if (rv == 0 && a->needs_init && a->cls->cls->on_activate != NULL)
+        rv = a->cls->cls->on_activate(ctx);
+    if (rv == 0)
+        rv = call_handler(a, ctx, e, ws);
+    if (rv == 0)
+        rv = sdk_ctx_unwind_txn(ctx);
+    a->running = NULL;
+    if (rv == 0 && step_reset(a->commit) != SQLITE_DONE) {
+        snprintf(buf, buflen, "can not commit the event's transaction: %s", sqlite3_errmsg(a->db));
+        *sysfail = buf;
+        rv = DOBJ_ESQLITE;
+    }
+    if (rv != 0) {
+        if (sqlite3_get_autocommit(a->db) == 0)
+            step_reset(a->rollback);
+        return rv;
+    }
+    a->needs_init = false;
+    if (a->wal_frames > 0) {
+        a->committed_lsn++;
+        if (a->wal_frames >= WAL_CHECKPOINT_FRAMES)
+            sqlite3_wal_checkpoint_v2(a->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    }
+    return 0;
+}
+
+/* A failed event's sends are dropped; its closes are undone. */
+static void discard_outs(struct rt_actor *a, struct sdk_out *o)
+{
+    while (o != NULL) {
+        struct sdk_out *next = o->next;
+        if (o->kind == SDK_OUT_WS_CLOSE) {
+            struct dobj_ws *w = ws_find(a, o->ws_id);
+            if (w != NULL)
+                w->closing = false;
+        }
+        free(o);
+        o = next;
+    }
+}
+
+static void gate_outs(struct rt_actor *a, struct sdk_out *o)
+{
+    while (o != NULL) {
+        struct sdk_out *next = o->next;
+        struct rt_ws_out *m = sdk_xcalloc(1, sizeof(*m));
+        m->msg.type = RT_MSG_WS_OUT;
+        m->msg.dest = o->shard;
+        m->out = o;
+        o->next = NULL;
+        gate_push(a, &m->msg);
+        o = next;
+    }
+}
+
+static int activate(struct rt_shard *s, struct rt_actor *a, char *err, size_t errlen)
+{
+    struct rt_actors *t = s->actors;
+    if (a->db == NULL) {
+        int rv = db_open(s, a, err, errlen);
+        if (rv != 0)
+            return rv;
+        t->nopen++;
+        lru_push_front(t, a);
+    } else if (t->lru_head != a) {
+        lru_unlink(t, a);
+        lru_push_front(t, a);
+    }
+    a->last_used_us = rt_now_us();
+    return 0;
+}
+
+/* Finds the socket an event is about; NULL if the event must be dropped. */
+static struct dobj_ws *event_socket(struct rt_actor *a, struct rt_event *e)
+{
+    if (e->kind == SDK_EV_WS_OPEN)
+        return ws_add(a, e->ws_id, e->from);
+    struct dobj_ws *w = ws_find(a, e->ws_id);
+    if (w == NULL || (e->kind == SDK_EV_WS_MESSAGE && w->closing))
+        return NULL;
+    if (e->kind == SDK_EV_WS_CLOSE)
+        w->closing = true;
+    return w;
+}
+
+static void run_event(struct rt_shard *s, struct rt_actor *a, struct rt_event *e)
+{
+    char buf[1024];
+    const char *sysfail = NULL;
+    bool wants_reply = e->kind == SDK_EV_FETCH || e->kind == SDK_EV_WS_OPEN;
+    struct dobj_ws *ws = NULL;
+    if (e->kind != SDK_EV_FETCH && (ws = event_socket(a, e)) == NULL)
+        return;
+    struct dobj_ctx ctx;
+    int rv = activate(s, a, buf, sizeof(buf));
+    if (rv != 0) {
+        sysfail = buf;
+        RT_ERROR("msg=\"activation failed\" shard=%u object=%s/%s err=\"%s\"", s->id, a->cls->cls->name, a->name,
+                 buf);
+        sdk_ctx_init(&ctx, a->cls->cls, a->name, NULL);
+    } else {
+        ctx_fill(&ctx, s, a, e);
+        int64_t t0 = ctx.now_us;
+        rv = run_txn(a, &ctx, e, ws, &sysfail, buf, sizeof(buf));
+        int64_t took = rt_now_us() - t0;
+        if (took > SLOW_EVENT_US)
+            RT_WARN("msg=\"slow event\" shard=%u object=%s/%s took_ms=%lld", s->id, a->cls->cls->name, a->name,
+                    (long long)(took / 1000));
+    }
+    if (wants_reply) {
+        struct rt_reply *r = reply_from_ctx(e, &ctx, rv, sysfail);
+        gate_push(a, &r->msg);
+        if (e->kind == SDK_EV_WS_OPEN && !r->ws_accept)
+            ws_unlink(a, ws);
+    }
+    if (rv == 0)
+        gate_outs(a, sdk_ctx_take_outs(&ctx));
+    else
+        discard_outs(a, sdk_ctx_take_outs(&ctx));
+    if (e->kind == SDK_EV_WS_CLOSE)
+        ws_unlink(a, ws);
+    sdk_ctx_close(&ctx);
+    if (a->committed_lsn > a->durable_lsn)
+        rt_durable_submit(s, a, a->committed_lsn);
+    else
+        gate_release(s, a);
+}
+
+void rt_actors_on_event(struct rt_shard *s, struct rt_event *e)
+{
+    struct rt_actors *t = s->actors;
+    bool reserved = e->kind == SDK_EV_FETCH || e->kind == SDK_EV_WS_OPEN;
+    struct rt_actor *a = table_find(t, e);
+    if (a == NULL && (e->kind == SDK_EV_WS_MESSAGE || e->kind == SDK_EV_WS_CLOSE)) {
+        free(e); /* the object no longer knows this socket */
+        return;
+    }
+    if (a == NULL)
+        a = table_add(t, e);
+    if (e->kind == SDK_EV_WS_OPEN && a->nsockets >= ACTOR_SOCKETS_MAX) {
+        struct rt_reply *r = reply_error(e, 503, "the object has too many open WebSockets");
+        gate_push(a, &r->msg);
+        gate_release(s, a);
+    } else {
+        run_event(s, a, e);
+    }
+    enforce_open_bound(s);
+    maybe_free(t, a);
+    if (reserved)
+        rt_shard_event_done(s);
+    free(e);
+}
+
+void rt_actors_start(struct rt_shard *s)
+{
+    struct rt_actors *t = sdk_xcalloc(1, sizeof(*t));
+    t->nbuckets = 1024;
+    t->buckets = sdk_xcalloc(t->nbuckets, sizeof(*t->buckets));
+    s->actors = t;
+    uint64_t every = s->config->idle_timeout_ms / 4;
+    if (every < 10)
+        every = 10;
+    if (every > 1000)
+        every = 1000;
+    uv_timer_init(&s->loop, &t->idle_timer);
+    t->idle_timer.data = s;
+    uv_timer_start(&t->idle_timer, on_idle_timer, every, every);
+    uv_unref((uv_handle_t *)&t->idle_timer);
+}
+
+void rt_actors_stop(struct rt_shard *s)
+{
+    struct rt_actors *t = s->actors;
+    uv_timer_stop(&t->idle_timer);
+    while (t->lru_head != NULL)
+        evict(t, t->lru_head);
+}

@@ -1,0 +1,297 @@
+/*
+ * config.c: one table of options, read from a config file (`key = value`
+ * lines, `#` comments) and then from flags (`--key value` / `--key=value`,
+ * with '-' for '_'), which override the file. Every option has a default, so
+ * `dobj serve` alone starts a host. Errors name the option, and the file and
+ * line where there is one.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runtime.h"
+
+enum opt_type { OPT_LISTEN, OPT_STR, OPT_UINT, OPT_SIZE, OPT_CLASS, OPT_LOG };
+
+struct opt {
+    const char *name;
+    enum opt_type type;
+    size_t offset;
+    uint64_t min, max;
+    const char *help;
+};
+
+#define OFF(f) offsetof(struct rt_config, f)
+
+static const struct opt opts[] = {
+    {"listen", OPT_LISTEN, 0, 0, 0, "HOST:PORT to serve HTTP and WebSocket on (127.0.0.1:8080)"},
+    {"data", OPT_STR, OFF(data_dir), 0, 0, "data directory (./data)"},
+    {"shards", OPT_UINT, OFF(shards), 1, 256, "shard threads (number of cores)"},
+    {"class", OPT_CLASS, 0, 0, 0, "a class library to load (repeatable)"},
+    {"max_body", OPT_SIZE, OFF(max_body), 0, 1ull << 30, "request body limit in bytes, K/M suffixes (1M)"},
+    {"idle_timeout_ms", OPT_UINT, OFF(idle_timeout_ms), 1, 86400000ull * 365,
+     "close an idle object's database after this (30000)"},
+    {"max_open", OPT_UINT, OFF(max_open), 1, 10000000, "open databases per shard, LRU beyond (10000)"},
+    {"ws_msg_max", OPT_SIZE, OFF(ws_msg_max), 1, 64ull << 20, "WebSocket message limit in bytes (1M)"},
+    {"max_inflight", OPT_UINT, OFF(max_inflight), 1, 10000000, "queued events per shard before 503 (65536)"},
+    {"log_level", OPT_LOG, OFF(log_level), 0, 0, "error, warn, info or debug (info)"},
+};
+
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+static void defaults(struct rt_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->listen_host = strdup("127.0.0.1");
+    c->listen_port = 8080;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    c->shards = n > 0 ? (unsigned)n : 1;
+    c->data_dir = strdup("./data");
+    c->max_body = 1 << 20;
+    c->idle_timeout_ms = 30000;
+    c->max_open = 10000;
+    c->ws_msg_max = 1 << 20;
+    c->max_inflight = 65536;
+    c->log_level = RT_LOG_INFO;
+}
+
+static const struct opt *opt_find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NOPTS; i++) {
+        const char *o = opts[i].name;
+        if (strlen(o) != len)
+            continue;
+        size_t j = 0;
+        /* Flags spell '_' as '-'. */
+        while (j < len && (name[j] == o[j] || (name[j] == '-' && o[j] == '_')))
+            j++;
+        if (j == len)
+            return &opts[i];
+    }
+    return NULL;
+}
+
+static int parse_u64(const char *v, bool size_suffix, uint64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    if (*v == '-' || *v == '\0')
+        return -1;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno != 0 || end == v)
+        return -1;
+    uint64_t mul = 1;
+    if (size_suffix && *end != '\0' && end[1] == '\0') {
+        switch (*end) {
+        case 'k': case 'K': mul = 1ull << 10; break;
+        case 'm': case 'M': mul = 1ull << 20; break;
+        case 'g': case 'G': mul = 1ull << 30; break;
+        default: return -1;
+        }
+        end++;
+    }
+    if (*end != '\0' || (mul > 1 && n > UINT64_MAX / mul))
+        return -1;
+    *out = n * mul;
+    return 0;
+}
+
+static int set_listen(struct rt_config *c, const char *v)
+{
+    const char *colon = strrchr(v, ':');
+    uint64_t port;
+    if (colon == NULL || colon == v || parse_u64(colon + 1, false, &port) != 0 || port > 65535)
+        return -1;
+    free(c->listen_host);
+    c->listen_host = sdk_xstrndup(v, (size_t)(colon - v));
+    c->listen_port = (int)port;
+    return 0;
+}
+
+static int set_log(int *level, const char *v)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(v, names[i]) == 0) {
+            *level = i;
+            return 0;
+        }
+    return -1;
+}
+
+/* Sets one option; on error writes why into err (without the location). */
+static int opt_set(struct rt_config *c, const struct opt *o, const char *v, char *err, size_t errlen)
+{
+    char *base = (char *)c;
+    uint64_t n;
+    switch (o->type) {
+    case OPT_LISTEN:
+        if (set_listen(c, v) == 0)
+            return 0;
+        snprintf(err, errlen, "option 'listen': '%s' is not HOST:PORT", v);
+        return -1;
+    case OPT_STR:
+        if (*v == '\0') {
+            snprintf(err, errlen, "option '%s': empty value", o->name);
+            return -1;
+        }
+        free(*(char **)(base + o->offset));
+        *(char **)(base + o->offset) = strdup(v);
+        return 0;
+    case OPT_CLASS:
+        if (c->nclasses == RT_CLASSES_MAX) {
+            snprintf(err, errlen, "option 'class': more than %d classes", RT_CLASSES_MAX);
+            return -1;
+        }
+        c->classes[c->nclasses++] = strdup(v);
+        return 0;
+    case OPT_LOG:
+        if (set_log((int *)(base + o->offset), v) == 0)
+            return 0;
+        snprintf(err, errlen, "option 'log_level': '%s' is not error, warn, info or debug", v);
+        return -1;
+    case OPT_UINT:
+    case OPT_SIZE:
+        if (parse_u64(v, o->type == OPT_SIZE, &n) != 0 || n < o->min || n > o->max) {
+            snprintf(err, errlen, "option '%s': '%s' is not %s between %llu and %llu", o->name, v,
+                     o->type == OPT_SIZE ? "a size" : "a number", (unsigned long long)o->min,
+                     (unsigned long long)o->max);
+            return -1;
+        }
+        if (o->offset == OFF(shards) || o->offset == OFF(max_open) || o->offset == OFF(max_inflight))
+            *(unsigned *)(base + o->offset) = (unsigned)n;
+        else if (o->offset == OFF(idle_timeout_ms))
+            *(uint64_t *)(base + o->offset) = n;
+        else
+            *(size_t *)(base + o->offset) = (size_t)n;
+        return 0;
+    }
+    return -1;
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
+        s[--n] = '\0';
+    return s;
+}
+
+static int load_file(struct rt_config *c, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(err, errlen, "option 'config': can not open %s: %s", path, strerror(errno));
+        return DOBJ_ECONFIG;
+    }
+    char line[4096], why[512];
+    int rv = 0;
+    for (unsigned lineno = 1; rv == 0 && fgets(line, sizeof(line), f) != NULL; lineno++) {
+        char *s = trim(line);
+        if (*s == '\0' || *s == '#' || *s == '[')
+            continue;
+        char *eq = strchr(s, '=');
+        if (eq == NULL) {
+            snprintf(err, errlen, "%s:%u: expected 'option = value', got '%.64s'", path, lineno, s);
+            rv = DOBJ_ECONFIG;
+            break;
+        }
+        *eq = '\0';
+        char *key = trim(s), *val = trim(eq + 1);
+        const struct opt *o = opt_find(key, strlen(key));
+        if (o == NULL || strchr(key, '-') != NULL) {
+            snprintf(err, errlen, "%s:%u: unknown option '%.64s'", path, lineno, key);
+            rv = DOBJ_ECONFIG;
+        } else if (opt_set(c, o, val, why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "%s:%u: %s", path, lineno, why);
+            rv = DOBJ_ECONFIG;
+        }
+    }
+    fclose(f);
+    return rv;
+}
+
+/* Finds the value of flag i: "--k=v" or "--k v". */
+static const char *flag_value(int argc, char **argv, int *i, const char *eq)
+{
+    if (eq != NULL)
+        return eq + 1;
+    if (*i + 1 < argc)
+        return argv[++*i];
+    return NULL;
+}
+
+static int load_flags(struct rt_config *c, int argc, char **argv, bool config_pass, char *err, size_t errlen)
+{
+    char why[512];
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0) {
+            snprintf(err, errlen, "unexpected argument '%s' (options start with --)", a);
+            return DOBJ_ECONFIG;
+        }
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t nlen = eq != NULL ? (size_t)(eq - name) : strlen(name);
+        bool is_config = nlen == 6 && strncmp(name, "config", 6) == 0;
+        const struct opt *o = is_config ? NULL : opt_find(name, nlen);
+        if (!is_config && (o == NULL || memchr(name, '_', nlen) != NULL)) {
+            snprintf(err, errlen, "unknown option '--%.*s'", (int)nlen, name);
+            return DOBJ_ECONFIG;
+        }
+        const char *v = flag_value(argc, argv, &i, eq);
+        if (v == NULL) {
+            snprintf(err, errlen, "option '--%.*s' needs a value", (int)nlen, name);
+            return DOBJ_ECONFIG;
+        }
+        if (is_config != config_pass)
+            continue;
+        if (is_config) {
+            int rv = load_file(c, v, err, errlen);
+            if (rv != 0)
+                return rv;
+        } else if (opt_set(c, o, v, why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "%s", why);
+            return DOBJ_ECONFIG;
+        }
+    }
+    return 0;
+}
+
+int rt_config_load(struct rt_config *c, int argc, char **argv, char *err, size_t errlen)
+{
+    defaults(c);
+    /* The file first, so that flags override it wherever they stand. */
+    int rv = load_flags(c, argc, argv, true, err, errlen);
+    if (rv == 0)
+        rv = load_flags(c, argc, argv, false, err, errlen);
+    if (rv != 0)
+        rt_config_close(c);
+    return rv;
+}
+
+void rt_config_close(struct rt_config *c)
+{
+    free(c->listen_host);
+    free(c->data_dir);
+    for (unsigned i = 0; i < c->nclasses; i++)
+        free(c->classes[i]);
+    memset(c, 0, sizeof(*c));
+}
+
+void rt_config_usage(void)
+{
+    fprintf(stderr, "usage: dobj serve [--config FILE] [--OPTION VALUE]...\n\noptions (also `option = value` in "
+                    "the config file):\n");
+    for (size_t i = 0; i < NOPTS; i++) {
+        char flag[64];
+        snprintf(flag, sizeof(flag), "--%s", opts[i].name);
+        for (char *p = flag + 2; *p != '\0'; p++)
+            if (*p == '_')
+                *p = '-';
+        fprintf(stderr, "  %-20s %s\n", flag, opts[i].help);
+    }
+}

@@ -1,0 +1,627 @@
+/*
+ * http.c: the HTTP and WebSocket front of a shard (h2o, HTTP/1.1).
+ *
+ * Every shard listens on the same port (SO_REUSEPORT) and takes whatever
+ * connections the kernel gives it. A request for /<class>/<name>/<rest> is
+ * checked here (class, name, method, body size), copied into one event
+ * message and posted to the shard that owns the object. The h2o request waits
+ * on this shard (struct rt_wait) until the reply comes back through the
+ * object's output gate. WebSocket connections also stay on the shard that
+ * accepted them; their messages travel to the object's shard as events, and
+ * what the object sends comes back as RT_MSG_WS_OUT.
+ */
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <h2o.h>
+#include <h2o/websocket.h>
+
+#include "runtime.h"
+
+/* A socket whose client does not read is closed once this much is queued. */
+#define WS_QUEUED_BYTES_MAX (16u << 20)
+
+struct front_ws {
+    uint64_t id;
+    struct rt_front *front;
+    h2o_websocket_conn_t *conn;
+    const struct rt_class *cls;
+    uint64_t hash;
+    char *name;
+    size_t name_len;
+    int close_code; /* from the client's close frame; 1006 if none came */
+    char close_reason[124];
+    struct front_ws *hnext;
+};
+
+struct rt_front {
+    h2o_context_t ctx; /* first: on_req finds the front from req->conn->ctx */
+    h2o_accept_ctx_t accept_ctx;
+    uv_tcp_t listener;
+    bool listening;
+    struct rt_shard *shard;
+    uint64_t ws_seq;
+    struct front_ws **ws_buckets;
+    size_t ws_nbuckets, ws_count;
+};
+
+/* A request waiting for its reply. `slot` lives in the request's pool and
+ * points back here while both live; whichever goes first unhooks the other. */
+struct rt_wait {
+    h2o_req_t *req;
+    struct rt_wait **slot;
+    /* A WebSocket open: the socket's id and the object it belongs to. */
+    uint64_t ws_id;
+    const struct rt_class *cls;
+    uint64_t hash;
+    char *name;
+    size_t name_len;
+};
+
+static h2o_globalconf_t globalconf;
+static bool globalconf_ready;
+
+/* ---- replies ----------------------------------------------------------- */
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+static void respond(h2o_req_t *req, int status, const char *headers, size_t headers_len, const char *body,
+                    size_t body_len)
+{
+    req->res.status = status;
+    req->res.reason = reason_phrase(status);
+    size_t off = 0;
+    while (off < headers_len) {
+        const char *name = headers + off;
+        size_t nlen = strlen(name);
+        const char *value = name + nlen + 1;
+        size_t vlen = strlen(value);
+        h2o_iovec_t n = h2o_strdup(&req->pool, name, nlen);
+        h2o_iovec_t v = h2o_strdup(&req->pool, value, vlen);
+        h2o_strtolower(n.base, n.len);
+        h2o_add_header_by_str(&req->pool, &req->res.headers, n.base, n.len, 1, NULL, v.base, v.len);
+        off += nlen + 1 + vlen + 1;
+    }
+    if (status == 204 || status == 304) {
+        body_len = 0;
+    } else {
+        req->res.content_length = body_len;
+    }
+    h2o_send_inline(req, body, body_len);
+}
+
+static void respond_json_error(h2o_req_t *req, int status, const char *msg)
+{
+    struct sdk_buf b = {0};
+    sdk_buf_append(&b, "{\"error\":", 9);
+    sdk_buf_json_str(&b, msg, strlen(msg));
+    sdk_buf_append(&b, "}\n", 2);
+    static const char ct[] = "content-type\0application/json";
+    respond(req, status, ct, sizeof(ct), b.data, b.len);
+    sdk_buf_close(&b);
+}
+
+static void respond_errorf(h2o_req_t *req, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void respond_errorf(h2o_req_t *req, int status, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    respond_json_error(req, status, msg);
+}
+
+/* ---- WebSocket table --------------------------------------------------- */
+
+static struct front_ws **ws_bucket(struct rt_front *f, uint64_t id)
+{
+    return &f->ws_buckets[(id * 0x9E3779B97F4A7C15ull >> 32) & (f->ws_nbuckets - 1)];
+}
+
+static struct front_ws *ws_lookup(struct rt_front *f, uint64_t id)
+{
+    for (struct front_ws *w = *ws_bucket(f, id); w != NULL; w = w->hnext)
+        if (w->id == id)
+            return w;
+    return NULL;
+}
+
+static void ws_insert(struct rt_front *f, struct front_ws *w)
+{
+    if (f->ws_count + 1 > f->ws_nbuckets) {
+        struct front_ws **old = f->ws_buckets;
+        size_t n = f->ws_nbuckets;
+        f->ws_nbuckets *= 2;
+        f->ws_buckets = sdk_xcalloc(f->ws_nbuckets, sizeof(*f->ws_buckets));
+        for (size_t i = 0; i < n; i++) {
+            struct front_ws *x = old[i];
+            while (x != NULL) {
+                struct front_ws *next = x->hnext;
+                struct front_ws **b = ws_bucket(f, x->id);
+                x->hnext = *b;
+                *b = x;
+                x = next;
+            }
+        }
+        free(old);
+    }
+    struct front_ws **b = ws_bucket(f, w->id);
+    w->hnext = *b;
+    *b = w;
+    f->ws_count++;
+}
+
+static void ws_remove(struct rt_front *f, struct front_ws *w)
+{
+    struct front_ws **p = ws_bucket(f, w->id);
+    while (*p != w)
+        p = &(*p)->hnext;
+    *p = w->hnext;
+    f->ws_count--;
+}
+
+/* ---- events ------------------------------------------------------------ */
+
+struct event_spec {
+    enum sdk_event_kind kind;
+    const struct rt_class *cls;
+    uint64_t hash;
+    const char *name;
+    size_t name_len;
+    h2o_req_t *req; /* fetch and ws open: the request to copy */
+    h2o_iovec_t path, query;
+    const void *data; /* ws message or close reason */
+    size_t data_len;
+    uint64_t ws_id;
+    int ws_kind;
+};
+
+static char *put(char **p, const void *src, size_t len)
+{
+    char *d = *p;
+    if (len > 0)
+        memcpy(d, src, len);
+    d[len] = '\0';
+    *p += len + 1;
+    return d;
+}
+
+/* Copies everything the object's shard needs into one allocation. */
+static struct rt_event *event_new(struct rt_shard *s, const struct event_spec *sp)
+{
+    h2o_req_t *req = sp->req;
+    size_t nh = req != NULL ? req->headers.size : 0;
+    size_t size = sizeof(struct rt_event) + nh * sizeof(struct sdk_header) + sp->name_len + 1 + sp->data_len + 1;
+    if (req != NULL) {
+        size += req->method.len + 1 + sp->path.len + 1 + sp->query.len + 1 + req->entity.len + 1;
+        for (size_t i = 0; i < nh; i++)
+            size += req->headers.entries[i].name->len + 1 + req->headers.entries[i].value.len + 1;
+    }
+    struct rt_event *e = sdk_xmalloc(size);
+    memset(e, 0, sizeof(*e));
+    e->msg.type = RT_MSG_EVENT;
+    e->kind = sp->kind;
+    e->from = s->id;
+    e->cls = sp->cls;
+    e->hash = sp->hash;
+    e->ws_id = sp->ws_id;
+    e->ws_kind = sp->ws_kind;
+    e->headers = (struct sdk_header *)e->buf;
+    e->nheaders = nh;
+    char *p = e->buf + nh * sizeof(struct sdk_header);
+    e->name = put(&p, sp->name, sp->name_len);
+    e->name_len = sp->name_len;
+    if (req != NULL) {
+        e->method = put(&p, req->method.base, req->method.len);
+        e->path = put(&p, sp->path.base, sp->path.len);
+        e->query = put(&p, sp->query.base, sp->query.len);
+        for (size_t i = 0; i < nh; i++) {
+            h2o_header_t *h = &req->headers.entries[i];
+            e->headers[i].name = put(&p, h->name->base, h->name->len);
+            e->headers[i].value = put(&p, h->value.base, h->value.len);
+        }
+        e->body = put(&p, req->entity.base, req->entity.base != NULL ? req->entity.len : 0);
+        e->body_len = req->entity.base != NULL ? req->entity.len : 0;
+    } else {
+        e->body = put(&p, sp->data, sp->data_len);
+        e->body_len = sp->data_len;
+    }
+    return e;
+}
+
+static void on_req_dispose(void *p)
+{
+    struct rt_wait *w = *(struct rt_wait **)p;
+    if (w != NULL)
+        w->req = NULL;
+}
+
+static struct rt_wait *wait_new(h2o_req_t *req)
+{
+    struct rt_wait *w = sdk_xcalloc(1, sizeof(*w));
+    w->req = req;
+    w->slot = h2o_mem_alloc_shared(&req->pool, sizeof(*w->slot), on_req_dispose);
+    *w->slot = w;
+    return w;
+}
+
+static void wait_free(struct rt_wait *w)
+{
+    if (w->req != NULL)
+        *w->slot = NULL;
+    free(w->name);
+    free(w);
+}
+
+/* ---- requests ---------------------------------------------------------- */
+
+static unsigned method_bit(h2o_iovec_t m)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } methods[] = {{"GET", DOBJ_GET},       {"HEAD", DOBJ_HEAD},     {"POST", DOBJ_POST},       {"PUT", DOBJ_PUT},
+                   {"DELETE", DOBJ_DELETE}, {"PATCH", DOBJ_PATCH}, {"OPTIONS", DOBJ_OPTIONS}};
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        if (h2o_memis(m.base, m.len, methods[i].name, strlen(methods[i].name)))
+            return methods[i].bit;
+    return 0;
+}
+
+static void allow_header(unsigned methods, char *out, size_t len)
+{
+    static const char *const names[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"};
+    out[0] = '\0';
+    for (unsigned i = 0; i < 7; i++)
+        if (methods & (1u << i))
+            snprintf(out + strlen(out), len - strlen(out), "%s%s", out[0] != '\0' ? ", " : "", names[i]);
+}
+
+static int on_hello(h2o_req_t *req)
+{
+    static const char ct[] = "content-type\0text/plain";
+    respond(req, 200, ct, sizeof(ct), "hello\n", 6);
+    return 0;
+}
+
+/* Splits "/<class>/<name>/<rest>" (without the query). */
+static int split_path(h2o_iovec_t path, h2o_iovec_t *cls, h2o_iovec_t *name, h2o_iovec_t *rest)
+{
+    if (path.len == 0 || path.base[0] != '/')
+        return -1;
+    const char *p = path.base + 1, *end = path.base + path.len;
+    const char *slash = memchr(p, '/', (size_t)(end - p));
+    if (slash == NULL) {
+        *cls = h2o_iovec_init(p, (size_t)(end - p));
+        *name = h2o_iovec_init(end, 0);
+        *rest = h2o_iovec_init(end, 0);
+        return 0;
+    }
+    *cls = h2o_iovec_init(p, (size_t)(slash - p));
+    p = slash + 1;
+    slash = memchr(p, '/', (size_t)(end - p));
+    const char *name_end = slash != NULL ? slash : end;
+    *name = h2o_iovec_init(p, (size_t)(name_end - p));
+    *rest = h2o_iovec_init(name_end, (size_t)(end - name_end));
+    return 0;
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    (void)self;
+    struct rt_front *f = (struct rt_front *)req->conn->ctx;
+    struct rt_shard *s = f->shard;
+    h2o_iovec_t path = req->path;
+    h2o_iovec_t query = h2o_iovec_init("", 0);
+    if (req->query_at != SIZE_MAX) {
+        query = h2o_iovec_init(path.base + req->query_at + 1, path.len - req->query_at - 1);
+        path.len = req->query_at;
+    }
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/_hello")))
+        return on_hello(req);
+
+    h2o_iovec_t cname, rawname, rest;
+    if (split_path(path, &cname, &rawname, &rest) != 0 || cname.len == 0) {
+        respond_json_error(req, 404, "no class in the path: use /<class>/<name>/...");
+        return 0;
+    }
+    const struct rt_class *cls = rt_class_find(cname.base, cname.len);
+    if (cls == NULL) {
+        respond_errorf(req, 404, "unknown class '%.*s'", (int)(cname.len > 64 ? 64 : cname.len), cname.base);
+        return 0;
+    }
+    char name[RT_NAME_MAX + 1];
+    const char *why = NULL;
+    long name_len = rt_name_decode(rawname.base, rawname.len, name, &why);
+    if (name_len < 0) {
+        respond_errorf(req, 400, "invalid object name: %s", why);
+        return 0;
+    }
+    unsigned bit = method_bit(req->method);
+    unsigned allowed = cls->cls->methods;
+    if (allowed != 0 && (bit & allowed) == 0) {
+        char allow[128];
+        allow_header(allowed, allow, sizeof(allow));
+        h2o_iovec_t v = h2o_strdup(&req->pool, allow, strlen(allow));
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, v.base, v.len);
+        respond_errorf(req, 405, "method %.*s is not allowed on class '%s' (allowed: %s)",
+                       (int)(req->method.len > 16 ? 16 : req->method.len), req->method.base, cls->cls->name, allow);
+        return 0;
+    }
+    if (req->entity.base != NULL && req->entity.len > s->config->max_body) {
+        respond_errorf(req, 413, "request body of %zu bytes is over the limit of %zu bytes", req->entity.len,
+                       s->config->max_body);
+        return 0;
+    }
+    const char *ws_key = NULL;
+    if (h2o_is_websocket_handshake(req, &ws_key) != 0) {
+        respond_json_error(req, 400, "malformed WebSocket handshake (sec-websocket-key)");
+        return 0;
+    }
+    if (ws_key != NULL && cls->cls->ws_open == NULL) {
+        respond_errorf(req, 400, "class '%s' does not accept WebSockets", cls->cls->name);
+        return 0;
+    }
+    uint64_t hash = rt_object_hash(cls->cls->name, name, (size_t)name_len);
+    unsigned target = rt_shard_of(hash);
+    if (!rt_shard_event_reserve(target)) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+        respond_json_error(req, 503, "the server is overloaded: too many events queued; retry later");
+        return 0;
+    }
+    struct rt_wait *w = wait_new(req);
+    struct event_spec sp = {.kind = SDK_EV_FETCH, .cls = cls, .hash = hash, .name = name,
+                            .name_len = (size_t)name_len, .req = req, .path = rest, .query = query};
+    if (ws_key != NULL) {
+        sp.kind = SDK_EV_WS_OPEN;
+        sp.ws_id = w->ws_id = (uint64_t)s->id << 48 | ++f->ws_seq;
+        w->cls = cls;
+        w->hash = hash;
+        w->name = sdk_xstrndup(name, (size_t)name_len);
+        w->name_len = (size_t)name_len;
+    }
+    struct rt_event *e = event_new(s, &sp);
+    e->wait = w;
+    rt_shard_post(s, target, &e->msg);
+    return 0;
+}
+
+/* ---- WebSockets -------------------------------------------------------- */
+
+static void ws_post(struct rt_front *f, struct front_ws *w, enum sdk_event_kind kind, int ws_kind, const void *data,
+                    size_t len)
+{
+    struct event_spec sp = {.kind = kind, .cls = w->cls, .hash = w->hash, .name = w->name,
+                            .name_len = w->name_len, .data = data, .data_len = len, .ws_id = w->id,
+                            .ws_kind = ws_kind};
+    struct rt_event *e = event_new(f->shard, &sp);
+    rt_shard_post(f->shard, rt_shard_of(w->hash), &e->msg);
+}
+
+/* Tells the object that a socket it accepted is gone. */
+static void ws_post_gone(struct rt_front *f, struct rt_wait *wt)
+{
+    struct front_ws w = {.id = wt->ws_id, .cls = wt->cls, .hash = wt->hash, .name = wt->name,
+                         .name_len = wt->name_len};
+    ws_post(f, &w, SDK_EV_WS_CLOSE, 1006, "", 0);
+}
+
+static void ws_closed(struct rt_front *f, struct front_ws *w)
+{
+    ws_post(f, w, SDK_EV_WS_CLOSE, w->close_code, w->close_reason, strlen(w->close_reason));
+    ws_remove(f, w);
+    h2o_websocket_close(w->conn);
+    free(w->name);
+    free(w);
+}
+
+static void on_ws_event(h2o_websocket_conn_t *conn, const struct wslay_event_on_msg_recv_arg *arg)
+{
+    struct front_ws *w = conn->data;
+    struct rt_front *f = w->front;
+    if (arg == NULL) {
+        ws_closed(f, w);
+        return;
+    }
+    switch (arg->opcode) {
+    case WSLAY_TEXT_FRAME:
+    case WSLAY_BINARY_FRAME:
+        ws_post(f, w, SDK_EV_WS_MESSAGE, arg->opcode == WSLAY_TEXT_FRAME ? DOBJ_WS_TEXT : DOBJ_WS_BINARY, arg->msg,
+                arg->msg_length);
+        break;
+    case WSLAY_CONNECTION_CLOSE: {
+        w->close_code = arg->status_code != 0 ? arg->status_code : 1005;
+        /* The close frame's payload is the code (2 bytes) and the reason. */
+        size_t rlen = arg->msg_length > 2 ? arg->msg_length - 2 : 0;
+        if (rlen >= sizeof(w->close_reason))
+            rlen = sizeof(w->close_reason) - 1;
+        memcpy(w->close_reason, rlen > 0 ? (const char *)arg->msg + 2 : "", rlen);
+        w->close_reason[rlen] = '\0';
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+static void ws_accept(struct rt_front *f, struct rt_wait *wt)
+{
+    const char *key = NULL;
+    h2o_is_websocket_handshake(wt->req, &key);
+    struct front_ws *w = sdk_xcalloc(1, sizeof(*w));
+    w->id = wt->ws_id;
+    w->front = f;
+    w->cls = wt->cls;
+    w->hash = wt->hash;
+    w->name = wt->name;
+    w->name_len = wt->name_len;
+    wt->name = NULL;
+    w->close_code = 1006;
+    w->conn = h2o_upgrade_to_websocket(wt->req, key, w, on_ws_event);
+    wslay_event_config_set_max_recv_msg_length(w->conn->ws_ctx, f->shard->config->ws_msg_max);
+    ws_insert(f, w);
+}
+
+void rt_front_on_reply(struct rt_shard *s, struct rt_reply *r)
+{
+    struct rt_front *f = s->front;
+    struct rt_wait *w = r->wait;
+    if (w->req == NULL) {
+        /* The client went away while the object worked. A socket the object
+         * accepted must be closed on its side too. */
+        if (r->ws_accept)
+            ws_post_gone(f, w);
+    } else if (r->ws_accept) {
+        ws_accept(f, w);
+    } else {
+        respond(w->req, r->status, r->headers, r->headers_len, r->body, r->body_len);
+    }
+    wait_free(w);
+    rt_msg_free(&r->msg);
+}
+
+void rt_front_on_ws_out(struct rt_shard *s, struct rt_ws_out *m)
+{
+    struct rt_front *f = s->front;
+    struct sdk_out *o = m->out;
+    struct front_ws *w = ws_lookup(f, o->ws_id);
+    if (w != NULL) {
+        wslay_event_context_ptr ctx = w->conn->ws_ctx;
+        if (o->kind == SDK_OUT_WS_SEND && wslay_event_get_queued_msg_length(ctx) > WS_QUEUED_BYTES_MAX) {
+            RT_WARN("msg=\"closing a WebSocket whose client does not read\" shard=%u ws=%llu", s->id,
+                    (unsigned long long)w->id);
+            wslay_event_queue_close(ctx, 1008, (const uint8_t *)"client too slow", 15);
+        } else if (o->kind == SDK_OUT_WS_SEND) {
+            struct wslay_event_msg msg = {o->ws_kind == DOBJ_WS_TEXT ? WSLAY_TEXT_FRAME : WSLAY_BINARY_FRAME,
+                                          (const uint8_t *)o->data, o->len};
+            wslay_event_queue_msg(ctx, &msg);
+        } else {
+            wslay_event_queue_close(ctx, (uint16_t)o->ws_kind, (const uint8_t *)o->data, o->len);
+        }
+        /* Until h2o finishes the upgrade there is no socket: it flushes then. */
+        if (w->conn->sock != NULL)
+            h2o_websocket_proceed(w->conn);
+    }
+    rt_msg_free(&m->msg);
+}
+
+/* ---- listening --------------------------------------------------------- */
+
+static void on_accept(uv_stream_t *listener, int status)
+{
+    struct rt_front *f = listener->data;
+    if (status != 0)
+        return;
+    uv_tcp_t *conn = h2o_mem_alloc(sizeof(*conn));
+    uv_tcp_init(listener->loop, conn);
+    if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
+        uv_close((uv_handle_t *)conn, (uv_close_cb)free);
+        return;
+    }
+    uv_tcp_nodelay(conn, 1);
+    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, (uv_close_cb)free);
+    h2o_accept(&f->accept_ctx, sock);
+}
+
+static void globalconf_init(const struct rt_config *c)
+{
+    h2o_config_init(&globalconf);
+    globalconf.server_name = h2o_iovec_init(H2O_STRLIT("dobj"));
+    /* Bodies a little over the limit still reach on_req, which answers with
+     * a JSON 413; h2o refuses far larger ones itself. */
+    globalconf.max_request_entity_size = c->max_body * 2 + 65536;
+    h2o_hostconf_t *host = h2o_config_register_host(&globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    h2o_handler_t *h = h2o_create_handler(path, sizeof(*h));
+    h->on_req = on_req;
+    globalconf_ready = true;
+}
+
+static int listen_addr(const struct rt_config *c, struct sockaddr_storage *ss)
+{
+    const char *host = c->listen_host;
+    char buf[128];
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof(buf)) {
+        memcpy(buf, host + 1, n - 2);
+        buf[n - 2] = '\0';
+        host = buf;
+    }
+    if (strcmp(host, "localhost") == 0)
+        host = "127.0.0.1";
+    if (uv_ip4_addr(host, c->listen_port, (struct sockaddr_in *)ss) == 0)
+        return 0;
+    return uv_ip6_addr(host, c->listen_port, (struct sockaddr_in6 *)ss);
+}
+
+int rt_front_start(struct rt_shard *s, char *err, size_t errlen)
+{
+    const struct rt_config *c = s->config;
+    if (!globalconf_ready)
+        globalconf_init(c);
+    struct rt_front *f = sdk_xcalloc(1, sizeof(*f));
+    s->front = f;
+    f->shard = s;
+    f->ws_nbuckets = 64;
+    f->ws_buckets = sdk_xcalloc(f->ws_nbuckets, sizeof(*f->ws_buckets));
+    h2o_context_init(&f->ctx, &s->loop, &globalconf);
+    f->accept_ctx.ctx = &f->ctx;
+    f->accept_ctx.hosts = globalconf.hosts;
+
+    struct sockaddr_storage ss;
+    if (listen_addr(c, &ss) != 0) {
+        snprintf(err, errlen, "option 'listen': '%s' is not an IPv4 or IPv6 address", c->listen_host);
+        return DOBJ_ECONFIG;
+    }
+    uv_tcp_init_ex(&s->loop, &f->listener, ss.ss_family);
+    f->listener.data = f;
+    uv_os_fd_t fd;
+    int one = 1, rc = uv_fileno((uv_handle_t *)&f->listener, &fd);
+    if (rc == 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+        rc = UV_EINVAL;
+    if (rc == 0)
+        rc = uv_tcp_bind(&f->listener, (struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&f->listener, 1024, on_accept);
+    if (rc != 0) {
+        snprintf(err, errlen, "can not listen on %s:%d: %s", c->listen_host, c->listen_port, uv_strerror(rc));
+        return DOBJ_EIO;
+    }
+    f->listening = true;
+    return 0;
+}
+
+void rt_front_stop(struct rt_shard *s)
+{
+    struct rt_front *f = s->front;
+    if (f->listening) {
+        uv_close((uv_handle_t *)&f->listener, NULL);
+        f->listening = false;
+    }
+}

@@ -1,0 +1,227 @@
+/*
+ * runtime.h: the process. What the runtime's files call of each other.
+ *
+ * A request's path through the runtime:
+ *   http.c     a shard's h2o handler parses /<class>/<name>/<rest>, answers
+ *              errors itself, and posts an event to the object's shard;
+ *   shard.c    shards are threads with a libuv loop and an inbox (MPSC queue +
+ *              uv_async); messages carry ownership from one shard to another;
+ *   actor.c    the object's shard activates the actor (opens its SQLite file),
+ *              runs the event in one transaction, and pushes the response and
+ *              WebSocket outputs into the actor's output gate;
+ *   durable.c  the durability point: tells the actor when an lsn is durable,
+ *              and the gate releases what waited for it, in order, back to the
+ *              shard that holds the client's connection.
+ */
+#ifndef RUNTIME_H
+#define RUNTIME_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "dobj.h"
+#include "sdk.h"
+#include "sdk_util.h"
+
+/* ---- logging ----------------------------------------------------------- */
+
+enum rt_log_level { RT_LOG_ERROR, RT_LOG_WARN, RT_LOG_INFO, RT_LOG_DEBUG };
+
+/* Written once before threads start. */
+extern int rt_log_level;
+
+void rt_log_write(int level, const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+#define RT_LOG(level, ...)                                           \
+    do {                                                             \
+        if ((level) <= rt_log_level)                                 \
+            rt_log_write((level), __FILE__, __LINE__, __VA_ARGS__);  \
+    } while (0)
+#define RT_ERROR(...) RT_LOG(RT_LOG_ERROR, __VA_ARGS__)
+#define RT_WARN(...) RT_LOG(RT_LOG_WARN, __VA_ARGS__)
+#define RT_INFO(...) RT_LOG(RT_LOG_INFO, __VA_ARGS__)
+#define RT_DEBUG(...) RT_LOG(RT_LOG_DEBUG, __VA_ARGS__)
+
+/* ---- configuration (config.c) ------------------------------------------ */
+
+#define RT_CLASSES_MAX 64
+
+struct rt_config {
+    char *listen_host;
+    int listen_port;
+    unsigned shards;
+    char *data_dir;
+    char *classes[RT_CLASSES_MAX];
+    unsigned nclasses;
+    size_t max_body;          /* request body limit, bytes */
+    uint64_t idle_timeout_ms; /* close an object's database after this idleness */
+    unsigned max_open;        /* open databases per shard (LRU beyond) */
+    size_t ws_msg_max;        /* WebSocket message limit, bytes */
+    unsigned max_inflight;    /* events queued or running per shard */
+    int log_level;
+};
+
+/* Fills defaults, then the config file named by --config (if any), then the
+ * flags, which override the file. On error returns DOBJ_ECONFIG with `err`
+ * naming the option, and the file and line where there is one. */
+int rt_config_load(struct rt_config *c, int argc, char **argv, char *err, size_t errlen);
+void rt_config_close(struct rt_config *c);
+void rt_config_usage(void);
+
+/* ---- names and classes (name.c, classes.c) ----------------------------- */
+
+#define RT_NAME_MAX 512
+#define RT_CLASS_NAME_MAX 64
+
+bool rt_class_name_valid(const char *s, size_t len);
+/* Percent-decodes an object name into `out` (RT_NAME_MAX + 1 bytes). Returns
+ * the length, or -1 with *why set to a sentence. */
+long rt_name_decode(const char *raw, size_t len, char *out, const char **why);
+/* Which shard an object lives on: stable for a given class/name. */
+uint64_t rt_object_hash(const char *cls, const char *name, size_t name_len);
+/* The object's file id: 32 hex digits of SHA-256("class/name"), plus NUL. */
+void rt_object_file_id(const char *cls, const char *name, size_t name_len, char out[33]);
+
+struct rt_class {
+    const dobj_class *cls;
+    void *dl;
+    char *path;
+};
+
+/* Loads every class of the config; names the file and reason on failure. */
+int rt_classes_load(const struct rt_config *c, char *err, size_t errlen);
+const struct rt_class *rt_class_find(const char *name, size_t len);
+void rt_classes_close(void);
+
+/* ---- messages between shards (shard.c) --------------------------------- */
+
+enum rt_msg_type {
+    RT_MSG_EVENT,  /* front -> object shard: a request, or a WebSocket open/message/close */
+    RT_MSG_REPLY,  /* object shard -> front: the response to a waiting request */
+    RT_MSG_WS_OUT, /* object shard -> front: a send or close on a socket */
+    RT_MSG_STOP,   /* main -> shard: stop */
+};
+
+struct rt_msg {
+    struct rt_msg *_Atomic next; /* inbox or gate link */
+    enum rt_msg_type type;
+    unsigned dest;     /* shard the message goes to once released */
+    uint64_t gate_lsn; /* released once the actor's durable lsn reaches this */
+};
+
+struct rt_wait; /* a front's waiting request, opaque to other shards */
+
+struct rt_event {
+    struct rt_msg msg;
+    enum sdk_event_kind kind;
+    unsigned from;         /* the front shard */
+    struct rt_wait *wait;  /* fetch, ws open: where the reply goes */
+    const struct rt_class *cls;
+    uint64_t hash;
+    char *name;
+    size_t name_len;
+    const char *method, *path, *query;
+    struct sdk_header *headers;
+    size_t nheaders;
+    const char *body;
+    size_t body_len;
+    uint64_t ws_id;
+    int ws_kind;   /* message kind, or close code */
+    char buf[];    /* everything above points in here */
+};
+
+struct rt_reply {
+    struct rt_msg msg;
+    struct rt_wait *wait;
+    int status;
+    bool ws_accept;   /* a WebSocket open that succeeded */
+    char *headers;    /* "name\0value\0" pairs, owned */
+    size_t headers_len;
+    char *body; /* owned */
+    size_t body_len;
+};
+
+struct rt_ws_out {
+    struct rt_msg msg;
+    struct sdk_out *out; /* owned */
+};
+
+void rt_msg_free(struct rt_msg *m);
+
+/* ---- shards (shard.c) -------------------------------------------------- */
+
+struct rt_actors; /* actor.c */
+struct rt_front;  /* http.c */
+
+struct rt_shard {
+    unsigned id;
+    uv_loop_t loop;
+    uv_thread_t thread;
+    uv_async_t wake;
+    uv_idle_t local_idle; /* drains `local` on the next turn */
+    struct rt_msg *_Atomic inbox_head; /* MPSC stack, reversed on drain */
+    struct rt_msg *local_head, **local_tail;
+    atomic_uint inflight; /* events posted to this shard not yet finished */
+    bool stopping;
+    struct rt_actors *actors;
+    struct rt_front *front;
+    const struct rt_config *config;
+};
+
+struct rt_host {
+    struct rt_config *config;
+    unsigned nshards;
+    struct rt_shard *shards;
+};
+
+/* The host, written once before shard threads start. */
+extern struct rt_host rt_host;
+
+/* Which shard owns an object. */
+static inline unsigned rt_shard_of(uint64_t hash) { return (unsigned)(hash % rt_host.nshards); }
+
+/* Hands `m` to shard `to` (ownership moves). From the same shard it runs on
+ * the next loop turn, never inside the caller. Thread-safe. */
+void rt_shard_post(struct rt_shard *from, unsigned to, struct rt_msg *m);
+/* True if shard `to` can take another event (back-pressure). Reserves a slot
+ * that rt_shard_event_done() gives back. */
+bool rt_shard_event_reserve(unsigned to);
+void rt_shard_event_done(struct rt_shard *s);
+
+int rt_host_run(struct rt_config *c);
+
+/* ---- the HTTP/WebSocket front (http.c) --------------------------------- */
+
+int rt_front_start(struct rt_shard *s, char *err, size_t errlen);
+void rt_front_stop(struct rt_shard *s);
+void rt_front_on_reply(struct rt_shard *s, struct rt_reply *r);
+void rt_front_on_ws_out(struct rt_shard *s, struct rt_ws_out *o);
+
+/* ---- actors (actor.c) -------------------------------------------------- */
+
+void rt_actors_start(struct rt_shard *s);
+void rt_actors_stop(struct rt_shard *s);
+/* Runs one event (owned) on this shard's actor for it. */
+void rt_actors_on_event(struct rt_shard *s, struct rt_event *e);
+
+struct rt_actor;
+/* The durability point reports that every record up to `lsn` is durable. */
+void rt_actor_durable(struct rt_shard *s, struct rt_actor *a, uint64_t lsn);
+
+/* ---- durability (durable.c) -------------------------------------------- */
+
+/* Called after an event committed locally with records up to `lsn`; calls
+ * rt_actor_durable() once they are durable (maybe before it returns). */
+void rt_durable_submit(struct rt_shard *s, struct rt_actor *a, uint64_t lsn);
+/* The SQLite `synchronous` setting the durability point needs. */
+const char *rt_durable_sqlite_synchronous(void);
+
+/* ---- time -------------------------------------------------------------- */
+
+int64_t rt_now_us(void);
+
+#endif /* RUNTIME_H */

@@ -1,0 +1,199 @@
+/*
+ * shard.c: shard threads and the messages between them.
+ *
+ * Each shard is one thread running one libuv loop. Shards share nothing but
+ * their inboxes: a lock-free multi-producer stack that the owner takes whole
+ * and reverses (so each producer's messages keep their order), plus a
+ * uv_async_t to wake the loop. A message posted to the shard itself goes on a
+ * plain local list drained on the next loop turn, never inside the caller,
+ * so h2o and wslay callbacks are never re-entered.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime.h"
+
+struct rt_host rt_host;
+
+void rt_msg_free(struct rt_msg *m)
+{
+    switch (m->type) {
+    case RT_MSG_REPLY: {
+        struct rt_reply *r = (struct rt_reply *)m;
+        free(r->headers);
+        free(r->body);
+        break;
+    }
+    case RT_MSG_WS_OUT:
+        free(((struct rt_ws_out *)m)->out);
+        break;
+    default:
+        break;
+    }
+    free(m);
+}
+
+static void dispatch(struct rt_shard *s, struct rt_msg *m)
+{
+    switch (m->type) {
+    case RT_MSG_EVENT:
+        rt_actors_on_event(s, (struct rt_event *)m);
+        break;
+    case RT_MSG_REPLY:
+        rt_front_on_reply(s, (struct rt_reply *)m);
+        break;
+    case RT_MSG_WS_OUT:
+        rt_front_on_ws_out(s, (struct rt_ws_out *)m);
+        break;
+    case RT_MSG_STOP:
+        free(m);
+        if (!s->stopping) {
+            s->stopping = true;
+            rt_front_stop(s);
+            rt_actors_stop(s);
+            uv_stop(&s->loop);
+        }
+        break;
+    }
+}
+
+static void on_wake(uv_async_t *h)
+{
+    struct rt_shard *s = h->data;
+    struct rt_msg *m = atomic_exchange_explicit(&s->inbox_head, NULL, memory_order_acquire);
+    struct rt_msg *fifo = NULL;
+    while (m != NULL) {
+        struct rt_msg *next = atomic_load_explicit(&m->next, memory_order_relaxed);
+        atomic_store_explicit(&m->next, fifo, memory_order_relaxed);
+        fifo = m;
+        m = next;
+    }
+    while (fifo != NULL) {
+        struct rt_msg *next = atomic_load_explicit(&fifo->next, memory_order_relaxed);
+        dispatch(s, fifo);
+        fifo = next;
+    }
+}
+
+static void on_local(uv_idle_t *h)
+{
+    struct rt_shard *s = h->data;
+    /* Take the list: messages posted while dispatching wait for the next turn. */
+    struct rt_msg *m = s->local_head;
+    s->local_head = NULL;
+    s->local_tail = &s->local_head;
+    uv_idle_stop(&s->local_idle);
+    while (m != NULL) {
+        struct rt_msg *next = atomic_load_explicit(&m->next, memory_order_relaxed);
+        dispatch(s, m);
+        m = next;
+    }
+}
+
+void rt_shard_post(struct rt_shard *from, unsigned to, struct rt_msg *m)
+{
+    struct rt_shard *t = &rt_host.shards[to];
+    if (from == t) {
+        atomic_store_explicit(&m->next, NULL, memory_order_relaxed);
+        *t->local_tail = m;
+        t->local_tail = (struct rt_msg **)&m->next;
+        uv_idle_start(&t->local_idle, on_local);
+        return;
+    }
+    struct rt_msg *head = atomic_load_explicit(&t->inbox_head, memory_order_relaxed);
+    do {
+        atomic_store_explicit(&m->next, head, memory_order_relaxed);
+    } while (!atomic_compare_exchange_weak_explicit(&t->inbox_head, &head, m, memory_order_release,
+                                                    memory_order_relaxed));
+    uv_async_send(&t->wake);
+}
+
+bool rt_shard_event_reserve(unsigned to)
+{
+    struct rt_shard *t = &rt_host.shards[to];
+    unsigned n = atomic_fetch_add_explicit(&t->inflight, 1, memory_order_relaxed);
+    if (n >= rt_host.config->max_inflight) {
+        atomic_fetch_sub_explicit(&t->inflight, 1, memory_order_relaxed);
+        return false;
+    }
+    return true;
+}
+
+void rt_shard_event_done(struct rt_shard *s)
+{
+    atomic_fetch_sub_explicit(&s->inflight, 1, memory_order_relaxed);
+}
+
+static int shard_init(struct rt_shard *s, unsigned id, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof(*s));
+    s->id = id;
+    s->config = rt_host.config;
+    s->local_tail = &s->local_head;
+    atomic_init(&s->inbox_head, NULL);
+    atomic_init(&s->inflight, 0);
+    int rc = uv_loop_init(&s->loop);
+    if (rc != 0) {
+        snprintf(err, errlen, "shard %u: uv_loop_init: %s", id, uv_strerror(rc));
+        return DOBJ_EIO;
+    }
+    s->loop.data = s;
+    uv_async_init(&s->loop, &s->wake, on_wake);
+    s->wake.data = s;
+    uv_idle_init(&s->loop, &s->local_idle);
+    s->local_idle.data = s;
+    rt_actors_start(s);
+    return rt_front_start(s, err, errlen);
+}
+
+static void shard_main(void *arg)
+{
+    struct rt_shard *s = arg;
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    RT_INFO("msg=\"stopping\" signal=%d", signum);
+    for (unsigned i = 0; i < rt_host.nshards; i++) {
+        struct rt_msg *m = sdk_xcalloc(1, sizeof(*m));
+        m->type = RT_MSG_STOP;
+        rt_shard_post(NULL, i, m);
+    }
+    uv_signal_stop(h);
+    uv_close((uv_handle_t *)h, NULL);
+}
+
+int rt_host_run(struct rt_config *c)
+{
+    char err[1024];
+    rt_host.config = c;
+    rt_host.nshards = c->shards;
+    rt_host.shards = sdk_xcalloc(c->shards, sizeof(struct rt_shard));
+    signal(SIGPIPE, SIG_IGN);
+    /* Listeners bind here, before any thread starts, so a busy port is an
+     * error at start. */
+    for (unsigned i = 0; i < c->shards; i++) {
+        if (shard_init(&rt_host.shards[i], i, err, sizeof(err)) != 0) {
+            fprintf(stderr, "dobj: %s\n", err);
+            return 1;
+        }
+    }
+    uv_loop_t *main_loop = uv_default_loop();
+    uv_signal_t sigint, sigterm;
+    uv_signal_init(main_loop, &sigint);
+    uv_signal_init(main_loop, &sigterm);
+    uv_signal_start(&sigint, on_signal, SIGINT);
+    uv_signal_start(&sigterm, on_signal, SIGTERM);
+    for (unsigned i = 0; i < c->shards; i++)
+        uv_thread_create(&rt_host.shards[i].thread, shard_main, &rt_host.shards[i]);
+    RT_INFO("msg=\"serving\" listen=http://%s:%d shards=%u data=%s classes=%u", c->listen_host, c->listen_port,
+            c->shards, c->data_dir, c->nclasses);
+    uv_run(main_loop, UV_RUN_DEFAULT);
+    for (unsigned i = 0; i < c->shards; i++)
+        uv_thread_join(&rt_host.shards[i].thread);
+    RT_INFO("msg=\"stopped\"");
+    return 0;
+}
