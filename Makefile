@@ -99,17 +99,22 @@ run: deps
 	@echo "  open http://127.0.0.1:8080/chat/lobby/ in a browser (chat over WebSocket)"
 	exec $(BUILD)/dobj serve --listen 127.0.0.1:8080 --data ./data $(addprefix --class ,$(EXAMPLES))
 
+# Unit tests run under ASan+UBSan; the system tests run against both builds.
 test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory SANITIZE=1 all
 	@$(MAKE) --no-print-directory SANITIZE=1 test-unit
+	@$(MAKE) --no-print-directory SANITIZE=1 test-system
 	@$(MAKE) --no-print-directory test-system
 
+SAN_ENV := ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0
+
 test-unit: $(UNIT_BIN)
-	@fail=0; for t in $(UNIT_BIN); do echo "== $$t"; $$t --jobs 2 || fail=1; done; exit $$fail
+	@fail=0; for t in $(UNIT_BIN); do echo "== $$t"; $(SAN_ENV) $$t --jobs 2 || fail=1; done; exit $$fail
 
 test-system: all
-	DOBJ_BUILD=$(BUILD) $(PY) -m pytest -q tests/system
+	$(SAN_ENV) DOBJ_BUILD_DIR=$(CURDIR)/$(BUILD) $(PY) -m pytest -q tests/system
 
 bench: deps all
 	tests/bench/run.sh

@@ -174,6 +174,11 @@ static void db_close(struct rt_actor *a)
     sqlite3_finalize(a->rollback);
     a->begin = a->commit = a->rollback = NULL;
     if (a->db != NULL) {
+        /* Statements a handler prepared and never finalized would keep the
+         * database open. */
+        sqlite3_stmt *st;
+        while ((st = sqlite3_next_stmt(a->db, NULL)) != NULL)
+            sqlite3_finalize(st);
         /* A clean close checkpoints the WAL into the database file. */
         if (sqlite3_close(a->db) != SQLITE_OK)
             RT_ERROR("msg=\"close failed\" object=%s/%s err=\"%s\"", a->cls->cls->name, a->name,
@@ -604,10 +609,14 @@ static void run_event(struct rt_shard *s, struct rt_actor *a, struct rt_event *e
 void rt_actors_on_event(struct rt_shard *s, struct rt_event *e)
 {
     struct rt_actors *t = s->actors;
-    bool reserved = e->kind == SDK_EV_FETCH || e->kind == SDK_EV_WS_OPEN;
+    /* Every event but a close took a slot of the shard's in-flight bound. */
+    bool reserved = e->kind != SDK_EV_WS_CLOSE;
     struct rt_actor *a = table_find(t, e);
     if (a == NULL && (e->kind == SDK_EV_WS_MESSAGE || e->kind == SDK_EV_WS_CLOSE)) {
-        free(e); /* the object no longer knows this socket */
+        /* The object no longer knows this socket. */
+        if (reserved)
+            rt_shard_event_done(s);
+        free(e);
         return;
     }
     if (a == NULL)

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include <h2o.h>
@@ -101,11 +102,15 @@ static void respond(h2o_req_t *req, int status, const char *headers, size_t head
         size_t nlen = strlen(name);
         const char *value = name + nlen + 1;
         size_t vlen = strlen(value);
+        off += nlen + 1 + vlen + 1;
+        /* Framing is h2o's: a handler's copy would contradict it. */
+        if (strcasecmp(name, "content-length") == 0 || strcasecmp(name, "transfer-encoding") == 0 ||
+            strcasecmp(name, "connection") == 0)
+            continue;
         h2o_iovec_t n = h2o_strdup(&req->pool, name, nlen);
         h2o_iovec_t v = h2o_strdup(&req->pool, value, vlen);
         h2o_strtolower(n.base, n.len);
         h2o_add_header_by_str(&req->pool, &req->res.headers, n.base, n.len, 1, NULL, v.base, v.len);
-        off += nlen + 1 + vlen + 1;
     }
     if (status == 204 || status == 304) {
         body_len = 0;
@@ -452,6 +457,12 @@ static void on_ws_event(h2o_websocket_conn_t *conn, const struct wslay_event_on_
     switch (arg->opcode) {
     case WSLAY_TEXT_FRAME:
     case WSLAY_BINARY_FRAME:
+        if (!rt_shard_event_reserve(rt_shard_of(w->hash))) {
+            RT_WARN("msg=\"closing a WebSocket: too many events queued\" shard=%u ws=%llu", f->shard->id,
+                    (unsigned long long)w->id);
+            wslay_event_queue_close(conn->ws_ctx, 1013, (const uint8_t *)"server overloaded", 17);
+            break;
+        }
         ws_post(f, w, SDK_EV_WS_MESSAGE, arg->opcode == WSLAY_TEXT_FRAME ? DOBJ_WS_TEXT : DOBJ_WS_BINARY, arg->msg,
                 arg->msg_length);
         break;

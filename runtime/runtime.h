@@ -131,7 +131,7 @@ struct rt_event {
     size_t body_len;
     uint64_t ws_id;
     int ws_kind;   /* message kind, or close code */
-    char buf[];    /* everything above points in here */
+    _Alignas(16) char buf[]; /* everything above points in here */
 };
 
 struct rt_reply {

@@ -154,16 +154,20 @@ static void shard_main(void *arg)
     uv_run(&s->loop, UV_RUN_DEFAULT);
 }
 
+static uv_signal_t stop_signals[2];
+
 static void on_signal(uv_signal_t *h, int signum)
 {
+    (void)h;
     RT_INFO("msg=\"stopping\" signal=%d", signum);
     for (unsigned i = 0; i < rt_host.nshards; i++) {
         struct rt_msg *m = sdk_xcalloc(1, sizeof(*m));
         m->type = RT_MSG_STOP;
         rt_shard_post(NULL, i, m);
     }
-    uv_signal_stop(h);
-    uv_close((uv_handle_t *)h, NULL);
+    /* With no handle left, the main loop returns and joins the shards. */
+    for (int i = 0; i < 2; i++)
+        uv_close((uv_handle_t *)&stop_signals[i], NULL);
 }
 
 int rt_host_run(struct rt_config *c)
@@ -182,11 +186,11 @@ int rt_host_run(struct rt_config *c)
         }
     }
     uv_loop_t *main_loop = uv_default_loop();
-    uv_signal_t sigint, sigterm;
-    uv_signal_init(main_loop, &sigint);
-    uv_signal_init(main_loop, &sigterm);
-    uv_signal_start(&sigint, on_signal, SIGINT);
-    uv_signal_start(&sigterm, on_signal, SIGTERM);
+    static const int signums[2] = {SIGINT, SIGTERM};
+    for (int i = 0; i < 2; i++) {
+        uv_signal_init(main_loop, &stop_signals[i]);
+        uv_signal_start(&stop_signals[i], on_signal, signums[i]);
+    }
     for (unsigned i = 0; i < c->shards; i++)
         uv_thread_create(&rt_host.shards[i].thread, shard_main, &rt_host.shards[i]);
     RT_INFO("msg=\"serving\" listen=http://%s:%d shards=%u data=%s classes=%u", c->listen_host, c->listen_port,

@@ -125,7 +125,6 @@ struct dobj_ctx {
     char deny[256];
 
     unsigned txn_depth;
-    unsigned txn_seq;
 };
 
 /* Prepares `ctx` for one event; the caller fills the request fields. */

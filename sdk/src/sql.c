@@ -4,6 +4,7 @@
  * what the runtime owns: the event's transaction, the journal mode and
  * durability settings, other database files and the _dobj_ tables.
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,8 +24,10 @@ static bool is_runtime_table(const char *name)
 static bool pragma_refused(const char *name, const char *arg)
 {
     static const char *const always[] = {"wal_checkpoint", "writable_schema", NULL};
+    /* query_only would outlive the event on the object's connection. */
     static const char *const on_change[] = {"journal_mode", "synchronous", "locking_mode", "wal_autocheckpoint",
-                                            "journal_size_limit", "mmap_size", "page_size", "auto_vacuum", NULL};
+                                            "journal_size_limit", "mmap_size", "page_size", "auto_vacuum",
+                                            "query_only", NULL};
     for (int i = 0; always[i] != NULL; i++)
         if (strcasecmp(name, always[i]) == 0)
             return true;
@@ -64,18 +67,32 @@ int sdk_authorizer(void *user, int action, const char *a1, const char *a2, const
         if (pragma_refused(a1, a2))
             return deny(ctx, "PRAGMA %s is managed by the runtime", a1);
         return SQLITE_OK;
+    /* a1 names the table (or view) written or created. */
     case SQLITE_INSERT:
     case SQLITE_UPDATE:
     case SQLITE_DELETE:
-    case SQLITE_DROP_TABLE:
     case SQLITE_CREATE_TABLE:
+    case SQLITE_CREATE_TEMP_TABLE:
+    case SQLITE_DROP_TABLE:
+    case SQLITE_DROP_TEMP_TABLE:
+    case SQLITE_CREATE_VIEW:
+    case SQLITE_CREATE_TEMP_VIEW:
+        if (is_runtime_table(a1))
+            return deny(ctx, "%s belongs to the runtime (names starting with _dobj_ are reserved)", a1);
+        return SQLITE_OK;
+    /* a2 names the table an index or trigger is on, or the table altered: a
+     * trigger on a runtime table would run inside the runtime's own writes. */
     case SQLITE_ALTER_TABLE:
     case SQLITE_CREATE_INDEX:
+    case SQLITE_CREATE_TEMP_INDEX:
     case SQLITE_DROP_INDEX:
+    case SQLITE_DROP_TEMP_INDEX:
     case SQLITE_CREATE_TRIGGER:
-        if (action == SQLITE_ALTER_TABLE ? is_runtime_table(a2) : is_runtime_table(a1))
-            return deny(ctx, "table %s belongs to the runtime (names starting with _dobj_ are reserved)",
-                        action == SQLITE_ALTER_TABLE ? a2 : a1);
+    case SQLITE_CREATE_TEMP_TRIGGER:
+    case SQLITE_DROP_TRIGGER:
+    case SQLITE_DROP_TEMP_TRIGGER:
+        if (is_runtime_table(a2))
+            return deny(ctx, "%s belongs to the runtime (names starting with _dobj_ are reserved)", a2);
         return SQLITE_OK;
     default:
         return SQLITE_OK;
@@ -280,9 +297,15 @@ static void row_json(struct sdk_buf *b, sqlite3_stmt *st)
         case SQLITE_INTEGER:
             sdk_buf_printf(b, "%lld", (long long)sqlite3_column_int64(st, c));
             break;
-        case SQLITE_FLOAT:
-            sdk_buf_printf(b, "%.17g", sqlite3_column_double(st, c));
+        case SQLITE_FLOAT: {
+            double d = sqlite3_column_double(st, c);
+            /* JSON has no infinities or NaN. */
+            if (isfinite(d))
+                sdk_buf_printf(b, "%.17g", d);
+            else
+                sdk_buf_append(b, "null", 4);
             break;
+        }
         case SQLITE_TEXT:
             sdk_buf_json_str(b, (const char *)sqlite3_column_text(st, c), (size_t)sqlite3_column_bytes(st, c));
             break;
