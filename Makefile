@@ -27,14 +27,14 @@ endif
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
         -Wimplicit-fallthrough -Wvla -Wno-format-truncation
 CSTD := -std=c11 -D_GNU_SOURCE
-INC := -Isdk/include -Isdk -Iruntime
+INC := -Isdk/include -Isdk -Iruntime -Iwal -Ireplicate
 CFLAGS_ALL := $(CSTD) $(OPT) $(WARN) $(INC) $(SANFLAGS) $(CFLAGS)
 LIBS := -luv -lsqlite3 -lh2o -lwslay -lssl -lcrypto -lxxhash -lpthread -ldl
 # The binary exports only the SDK (dobj_*) to the class libraries it loads.
 LDFLAGS_BIN := -Wl,--dynamic-list=sdk/exports.list $(SANFLAGS) $(LDFLAGS)
 
 SDK_SRC := $(wildcard sdk/src/*.c)
-RT_SRC := $(filter-out runtime/main.c,$(wildcard runtime/*.c))
+RT_SRC := $(filter-out runtime/main.c,$(wildcard runtime/*.c)) $(wildcard wal/*.c replicate/*.c)
 LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(SDK_SRC) $(RT_SRC))
 MAIN_OBJ := $(BUILD)/obj/runtime/main.o
 
@@ -49,7 +49,7 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
 all: $(BUILD)/dobj $(EXAMPLES) $(TEST_CLASSES)
 
-$(BUILD)/obj/%.o: %.c $(wildcard sdk/include/*.h sdk/*.h runtime/*.h)
+$(BUILD)/obj/%.o: %.c $(wildcard sdk/include/*.h sdk/*.h runtime/*.h wal/*.h replicate/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
