@@ -29,7 +29,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes 
 CSTD := -std=c11 -D_GNU_SOURCE
 INC := -Isdk/include -Isdk -Iruntime -Iwal -Ireplicate
 CFLAGS_ALL := $(CSTD) $(OPT) $(WARN) $(INC) $(SANFLAGS) $(CFLAGS)
-LIBS := -luv -lsqlite3 -lh2o -lwslay -lssl -lcrypto -lxxhash -lpthread -ldl
+LIBS := -luv -lsqlite3 -lh2o -lwslay -lssl -lcrypto -lxxhash -lzstd -luring -lpthread -ldl
 # The binary exports only the SDK (dobj_*) to the class libraries it loads.
 LDFLAGS_BIN := -Wl,--dynamic-list=sdk/exports.list $(SANFLAGS) $(LDFLAGS)
 

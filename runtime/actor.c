@@ -7,22 +7,33 @@
  *        open WebSockets or gated outputs, so sockets survive: hibernation)
  *   closed --event--> open;  closed with nothing held --> freed
  *
- * Each event runs in one transaction (BEGIN IMMEDIATE ... COMMIT) around the
- * class's handler. What the event sends goes into the actor's output gate,
- * stamped with the actor's committed lsn, and leaves in order once the
- * durability point (durable.c) reports that lsn durable. The actor does not
- * wait: the next event runs at once.
+ * Each event runs in one transaction (BEGIN ... COMMIT) around the class's
+ * handler. A transaction that wrote also writes its lsn into _dobj_meta, so a
+ * database always knows which record it holds last; its commit becomes one
+ * record (wal/capture.c) that goes to the durability point (durable.c). What
+ * the event sends goes into the actor's output gate, stamped with the actor's
+ * committed lsn, and leaves in order once that lsn is durable. The actor does
+ * not wait: the next event runs at once.
+ *
+ * Checkpoints are the runtime's (SQLite's auto-checkpoint is off): only when
+ * every record in the WAL is durable, so the database file never holds a
+ * write the journal could lose. Once the file is also fsync'd, the actor
+ * gives back its pin on the journal segment holding its oldest record.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "runtime.h"
+#include "wal.h"
 
 /* The runtime checkpoints the WAL itself once it holds this many frames. */
 #define WAL_CHECKPOINT_FRAMES 1000
+#define NO_PIN UINT32_MAX
 #define ACTOR_SOCKETS_MAX 32768
 #define SLOW_EVENT_US 100000
 
@@ -31,14 +42,19 @@ struct rt_actor {
     const struct rt_class *cls;
     char *name;
     size_t name_len;
+    uint8_t id[16];
+    char *path; /* the database file */
     struct rt_actor *hnext; /* hash chain */
     struct rt_actor *lru_prev, *lru_next; /* open actors, most recent first */
 
     sqlite3 *db;
-    sqlite3_stmt *begin, *commit, *rollback;
+    sqlite3_stmt *begin, *commit, *rollback, *stamp;
     struct dobj_ctx *running; /* the authorizer's view: NULL while the runtime runs SQL */
     bool needs_init;          /* meta and on_activate run in the next event */
-    int wal_frames;           /* set by the WAL hook when a commit wrote */
+    int wal_frames;           /* set by the WAL hook when a commit wrote: frames in the WAL */
+    int wal_total;            /* frames in the WAL after the last commit */
+    struct wal_capture cap;
+    uint32_t pin; /* journal segment of the oldest record not in the fsync'd file */
 
     uint64_t committed_lsn;
     uint64_t durable_lsn;
@@ -99,6 +115,7 @@ static struct rt_actor *table_add(struct rt_actors *t, const struct rt_event *e)
     a->name = sdk_xstrndup(e->name, e->name_len);
     a->name_len = e->name_len;
     a->gate_tail = &a->gate_head;
+    a->pin = NO_PIN;
     struct rt_actor **b = bucket(t, a->hash);
     a->hnext = *b;
     *b = a;
@@ -114,6 +131,7 @@ static void table_remove(struct rt_actors *t, struct rt_actor *a)
     *p = a->hnext;
     t->count--;
     free(a->name);
+    free(a->path);
     free(a);
 }
 
@@ -143,7 +161,7 @@ static void lru_push_front(struct rt_actors *t, struct rt_actor *a)
         t->lru_tail = a;
 }
 
-/* ---- activation -------------------------------------------------------- */
+/* ---- the WAL ------------------------------------------------------------ */
 
 static int on_wal(void *arg, sqlite3 *db, const char *dbname, int frames)
 {
@@ -167,12 +185,85 @@ static int mkdir_p(char *path)
     return 0;
 }
 
+/* ---- fsync of a database file, off the loop ------------------------------ */
+
+/* Once `path` is fsync'd, the journal segment pin `segment` goes back. The
+ * request owns everything it needs: the actor may be gone by then. */
+struct file_sync {
+    uv_fs_t req;
+    uv_file fd;
+    uint32_t segment;
+    char path[];
+};
+
+static void sync_done(struct file_sync *f)
+{
+    uv_fs_req_cleanup(&f->req);
+    rt_durable_release(f->segment);
+    free(f);
+}
+
+static void on_sync_closed(uv_fs_t *req) { sync_done((struct file_sync *)req); }
+
+static void on_synced(uv_fs_t *req)
+{
+    struct file_sync *f = (struct file_sync *)req;
+    if (req->result < 0) {
+        /* The pin stays: recovery will replay those records. */
+        RT_ERROR("msg=\"fsync of a database failed; its journal records are kept\" file=%s err=\"%s\"", f->path,
+                 uv_strerror((int)req->result));
+        f->segment = UINT32_MAX;
+    }
+    uv_fs_req_cleanup(req);
+    uv_fs_close(req->loop, req, f->fd, on_sync_closed);
+}
+
+static void on_sync_open(uv_fs_t *req)
+{
+    struct file_sync *f = (struct file_sync *)req;
+    if (req->result < 0) {
+        RT_ERROR("msg=\"can not open a database to fsync it; its journal records are kept\" file=%s err=\"%s\"",
+                 f->path, uv_strerror((int)req->result));
+        uv_fs_req_cleanup(req);
+        free(f);
+        return;
+    }
+    f->fd = (uv_file)req->result;
+    uv_fs_req_cleanup(req);
+    uv_fs_fdatasync(req->loop, req, f->fd, on_synced);
+}
+
+/* Fsyncs the actor's file on the thread pool, then gives back its pin. */
+static void sync_and_unpin(struct rt_shard *s, struct rt_actor *a)
+{
+    if (a->pin == NO_PIN)
+        return;
+    size_t n = strlen(a->path);
+    struct file_sync *f = sdk_xcalloc(1, sizeof(*f) + n + 1);
+    memcpy(f->path, a->path, n + 1);
+    f->segment = a->pin;
+    a->pin = NO_PIN;
+    uv_fs_open(&s->loop, &f->req, f->path, O_RDONLY | O_CLOEXEC, 0, on_sync_open);
+}
+
+void rt_actor_pin(struct rt_shard *s, struct rt_actor *a, uint32_t segment)
+{
+    (void)s;
+    if (a->pin == NO_PIN)
+        a->pin = segment;
+    else
+        rt_durable_release(segment); /* an older segment already holds the actor's records */
+}
+
+/* ---- activation -------------------------------------------------------- */
+
 static void db_close(struct rt_actor *a)
 {
     sqlite3_finalize(a->begin);
     sqlite3_finalize(a->commit);
     sqlite3_finalize(a->rollback);
-    a->begin = a->commit = a->rollback = NULL;
+    sqlite3_finalize(a->stamp);
+    a->begin = a->commit = a->rollback = a->stamp = NULL;
     if (a->db != NULL) {
         /* Statements a handler prepared and never finalized would keep the
          * database open. */
@@ -183,42 +274,69 @@ static void db_close(struct rt_actor *a)
         if (sqlite3_close(a->db) != SQLITE_OK)
             RT_ERROR("msg=\"close failed\" object=%s/%s err=\"%s\"", a->cls->cls->name, a->name,
                      sqlite3_errmsg(a->db));
+        wal_capture_close(&a->cap);
     }
     a->db = NULL;
+}
+
+static int64_t read_lsn(struct rt_actor *a)
+{
+    sqlite3_stmt *st = NULL;
+    int64_t lsn = 0;
+    /* A new database has no _dobj_meta yet: lsn 0. */
+    if (sqlite3_prepare_v2(a->db, "SELECT value FROM _dobj_meta WHERE key = 'lsn'", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        lsn = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return lsn;
 }
 
 /* Opens the actor's database. On failure writes why into err. */
 static int db_open(struct rt_shard *s, struct rt_actor *a, char *err, size_t errlen)
 {
-    char id[33], path[4096];
-    rt_object_file_id(a->cls->cls->name, a->name, a->name_len, id);
-    snprintf(path, sizeof(path), "%s/objects/%.2s/%s.db", s->config->data_dir, id, id);
-    if (mkdir_p(path) != 0) {
-        snprintf(err, errlen, "can not create the directory of %s: %s", path, strerror(errno));
+    if (a->path == NULL) {
+        char path[4096];
+        rt_object_id(a->cls->cls->name, a->name, a->name_len, a->id);
+        rt_object_path(s->config, a->id, path, sizeof(path));
+        a->path = strdup(path);
+    }
+    char broken[4200];
+    snprintf(broken, sizeof(broken), "%s.broken", a->path);
+    if (access(broken, F_OK) == 0) {
+        snprintf(err, errlen, "the object's database is damaged and the journal can not rebuild it (see %s); "
+                              "restore it from a backup", broken);
+        return DOBJ_EIO;
+    }
+    if (mkdir_p(a->path) != 0) {
+        snprintf(err, errlen, "can not create the directory of %s: %s", a->path, strerror(errno));
         return DOBJ_EIO;
     }
     char pragmas[256];
     snprintf(pragmas, sizeof(pragmas),
              "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;",
              rt_durable_sqlite_synchronous());
-    int rc = sqlite3_open_v2(path, &a->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc = sqlite3_open_v2(a->path, &a->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(a->db, pragmas, NULL, NULL, NULL);
     if (rc == SQLITE_OK)
-        rc = sqlite3_prepare_v2(a->db, "BEGIN IMMEDIATE", -1, &a->begin, NULL);
+        rc = sqlite3_prepare_v2(a->db, "BEGIN", -1, &a->begin, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_prepare_v2(a->db, "COMMIT", -1, &a->commit, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_prepare_v2(a->db, "ROLLBACK", -1, &a->rollback, NULL);
     if (rc != SQLITE_OK) {
-        snprintf(err, errlen, "can not open the database %s: %s", path,
+        snprintf(err, errlen, "can not open the database %s: %s", a->path,
                  a->db != NULL ? sqlite3_errmsg(a->db) : sqlite3_errstr(rc));
         db_close(a);
         return DOBJ_EIO;
     }
+    wal_capture_init(&a->cap, a->path);
+    /* Our hook replaces SQLite's auto-checkpoint: checkpoints are ours. */
     sqlite3_wal_hook(a->db, on_wal, a);
     a->running = NULL;
     sqlite3_set_authorizer(a->db, sdk_authorizer, &a->running);
+    a->committed_lsn = a->durable_lsn = (uint64_t)read_lsn(a);
+    a->wal_total = 0;
     a->needs_init = true;
     return 0;
 }
@@ -228,7 +346,7 @@ static int db_open(struct rt_shard *s, struct rt_actor *a, char *err, size_t err
 static int meta_check(struct rt_actor *a, char *err, size_t errlen)
 {
     static const char sql[] = "CREATE TABLE IF NOT EXISTS _dobj_meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
-                              "INSERT OR IGNORE INTO _dobj_meta VALUES('class', ?1), ('name', ?2);"
+                              "INSERT OR IGNORE INTO _dobj_meta VALUES('class', ?1), ('name', ?2), ('lsn', 0);"
                               "SELECT (SELECT value FROM _dobj_meta WHERE key='class') = ?1"
                               " AND (SELECT value FROM _dobj_meta WHERE key='name') = ?2;";
     const char *tail = sql;
@@ -246,6 +364,8 @@ static int meta_check(struct rt_actor *a, char *err, size_t errlen)
             ok = sqlite3_column_int(st, 0);
         rc = sqlite3_finalize(st);
     }
+    if (rc == SQLITE_OK && a->stamp == NULL)
+        rc = sqlite3_prepare_v2(a->db, "UPDATE _dobj_meta SET value = ?1 WHERE key = 'lsn'", -1, &a->stamp, NULL);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "can not read the object's metadata: %s", sqlite3_errmsg(a->db));
         return DOBJ_ESQLITE;
@@ -257,9 +377,35 @@ static int meta_check(struct rt_actor *a, char *err, size_t errlen)
     return 0;
 }
 
-static void evict(struct rt_actors *t, struct rt_actor *a)
+/* Checkpoints a WAL whose records are all durable, then fsyncs the file off
+ * the loop and gives back the journal pin. */
+static void checkpoint(struct rt_shard *s, struct rt_actor *a)
 {
+    int log = 0, done = 0;
+    int rc = sqlite3_wal_checkpoint_v2(a->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    if (rc != SQLITE_OK || done < log) {
+        RT_WARN("msg=\"checkpoint incomplete\" shard=%u object=%s/%s frames=%d done=%d err=\"%s\"", s->id,
+                a->cls->cls->name, a->name, log, done, sqlite3_errmsg(a->db));
+        return;
+    }
+    a->wal_total = 0;
+    sync_and_unpin(s, a);
+}
+
+static bool wants_checkpoint(const struct rt_actor *a)
+{
+    if (a->db == NULL || a->durable_lsn < a->committed_lsn || a->wal_total == 0)
+        return false;
+    /* A big WAL, or records holding an old journal segment. */
+    return a->wal_total >= WAL_CHECKPOINT_FRAMES ||
+           (a->pin != NO_PIN && rt_host.journal != NULL && repl_journal_segment(rt_host.journal) > a->pin + 1);
+}
+
+static void evict(struct rt_shard *s, struct rt_actor *a)
+{
+    struct rt_actors *t = s->actors;
     db_close(a);
+    sync_and_unpin(s, a);
     lru_unlink(t, a);
     t->nopen--;
 }
@@ -281,7 +427,7 @@ static void enforce_open_bound(struct rt_shard *s)
     while (t->nopen > s->config->max_open && a != NULL) {
         struct rt_actor *prev = a->lru_prev;
         if (evictable(a)) {
-            evict(t, a);
+            evict(s, a);
             maybe_free(t, a);
         }
         a = prev;
@@ -297,7 +443,7 @@ static void on_idle_timer(uv_timer_t *h)
     while (a != NULL && a->last_used_us <= cutoff) {
         struct rt_actor *prev = a->lru_prev;
         if (evictable(a)) {
-            evict(t, a);
+            evict(s, a);
             maybe_free(t, a);
         }
         a = prev;
@@ -330,6 +476,8 @@ void rt_actor_durable(struct rt_shard *s, struct rt_actor *a, uint64_t lsn)
     if (lsn > a->durable_lsn)
         a->durable_lsn = lsn;
     gate_release(s, a);
+    if (wants_checkpoint(a))
+        checkpoint(s, a);
     if (a->db == NULL)
         maybe_free(s->actors, a);
 }
@@ -464,8 +612,45 @@ static int step_reset(sqlite3_stmt *st)
 
 /* Runs the handler inside the event's transaction. Returns the handler's
  * result; *sysfail is set (into buf) when the runtime itself failed. */
-static int run_txn(struct rt_actor *a, struct dobj_ctx *ctx, struct rt_event *e, struct dobj_ws *ws,
-                   const char **sysfail, char *buf, size_t buflen)
+/* The commit just made becomes record committed_lsn + 1 on its way to the
+ * durability point. A commit that can not be captured can never be made
+ * durable, and nothing may be acknowledged after it: the process stops, and
+ * recovery starts from the journal, where that commit is not. */
+static void record_submit(struct rt_shard *s, struct rt_actor *a, int64_t now_us)
+{
+    struct wal_record rec = {0};
+    char err[512];
+    int rv = wal_capture_commit(&a->cap, (uint32_t)a->wal_frames, &rec, err, sizeof(err));
+    if (rv != 0) {
+        RT_ERROR("msg=\"can not capture a commit: stopping the host\" shard=%u object=%s/%s err=\"%s\"", s->id,
+                 a->cls->cls->name, a->name, err);
+        abort();
+    }
+    memcpy(rec.object_id, a->id, sizeof(rec.object_id));
+    rec.lsn = ++a->committed_lsn;
+    rec.commit_us = now_us;
+    size_t len = wal_record_size(rec.npages, rec.page_size);
+    uint8_t *buf = sdk_xmalloc(len);
+    wal_record_encode(&rec, buf);
+    a->wal_total = a->wal_frames;
+    rt_durable_submit(s, a, rec.lsn, buf, len);
+}
+
+/* A transaction that wrote records its own lsn, so the database always says
+ * which record it holds last. */
+static int stamp_lsn(struct rt_actor *a, char *buf, size_t buflen)
+{
+    if (sqlite3_txn_state(a->db, "main") != SQLITE_TXN_WRITE)
+        return 0;
+    sqlite3_bind_int64(a->stamp, 1, (sqlite3_int64)(a->committed_lsn + 1));
+    if (step_reset(a->stamp) == SQLITE_DONE)
+        return 0;
+    snprintf(buf, buflen, "can not record the event's lsn: %s", sqlite3_errmsg(a->db));
+    return DOBJ_ESQLITE;
+}
+
+static int run_txn(struct rt_shard *s, struct rt_actor *a, struct dobj_ctx *ctx, struct rt_event *e,
+                   struct dobj_ws *ws, const char **sysfail, char *buf, size_t buflen)
 {
     a->running = NULL;
     a->wal_frames = 0;
@@ -485,6 +670,8 @@ static int run_txn(struct rt_actor *a, struct dobj_ctx *ctx, struct rt_event *e,
     if (rv == 0)
         rv = sdk_ctx_unwind_txn(ctx);
     a->running = NULL;
+    if (rv == 0 && (rv = stamp_lsn(a, buf, buflen)) != 0)
+        *sysfail = buf;
     if (rv == 0 && step_reset(a->commit) != SQLITE_DONE) {
         snprintf(buf, buflen, "can not commit the event's transaction: %s", sqlite3_errmsg(a->db));
         *sysfail = buf;
@@ -496,11 +683,8 @@ static int run_txn(struct rt_actor *a, struct dobj_ctx *ctx, struct rt_event *e,
         return rv;
     }
     a->needs_init = false;
-    if (a->wal_frames > 0) {
-        a->committed_lsn++;
-        if (a->wal_frames >= WAL_CHECKPOINT_FRAMES)
-            sqlite3_wal_checkpoint_v2(a->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    }
+    if (a->wal_frames > 0)
+        record_submit(s, a, ctx->now_us);
     return 0;
 }
 
@@ -572,6 +756,7 @@ static void run_event(struct rt_shard *s, struct rt_actor *a, struct rt_event *e
     if (e->kind != SDK_EV_FETCH && (ws = event_socket(a, e)) == NULL)
         return;
     struct dobj_ctx ctx;
+    atomic_fetch_add_explicit(&s->events, 1, memory_order_relaxed);
     int rv = activate(s, a, buf, sizeof(buf));
     if (rv != 0) {
         sysfail = buf;
@@ -581,7 +766,7 @@ static void run_event(struct rt_shard *s, struct rt_actor *a, struct rt_event *e
     } else {
         ctx_fill(&ctx, s, a, e);
         int64_t t0 = ctx.now_us;
-        rv = run_txn(a, &ctx, e, ws, &sysfail, buf, sizeof(buf));
+        rv = run_txn(s, a, &ctx, e, ws, &sysfail, buf, sizeof(buf));
         int64_t took = rt_now_us() - t0;
         if (took > SLOW_EVENT_US)
             RT_WARN("msg=\"slow event\" shard=%u object=%s/%s took_ms=%lld", s->id, a->cls->cls->name, a->name,
@@ -600,10 +785,7 @@ static void run_event(struct rt_shard *s, struct rt_actor *a, struct rt_event *e
     if (e->kind == SDK_EV_WS_CLOSE)
         ws_unlink(a, ws);
     sdk_ctx_close(&ctx);
-    if (a->committed_lsn > a->durable_lsn)
-        rt_durable_submit(s, a, a->committed_lsn);
-    else
-        gate_release(s, a);
+    gate_release(s, a);
 }
 
 void rt_actors_on_event(struct rt_shard *s, struct rt_event *e)
@@ -621,10 +803,13 @@ void rt_actors_on_event(struct rt_shard *s, struct rt_event *e)
     }
     if (a == NULL)
         a = table_add(t, e);
-    if (e->kind == SDK_EV_WS_OPEN && a->nsockets >= ACTOR_SOCKETS_MAX) {
-        struct rt_reply *r = reply_error(e, 503, "the object has too many open WebSockets");
-        gate_push(a, &r->msg);
-        gate_release(s, a);
+    if (s->stopping || (e->kind == SDK_EV_WS_OPEN && a->nsockets >= ACTOR_SOCKETS_MAX)) {
+        if (e->kind == SDK_EV_FETCH || e->kind == SDK_EV_WS_OPEN) {
+            struct rt_reply *r = reply_error(e, 503, s->stopping ? "the server is stopping"
+                                                                 : "the object has too many open WebSockets");
+            gate_push(a, &r->msg);
+            gate_release(s, a);
+        }
     } else {
         run_event(s, a, e);
     }
@@ -656,6 +841,12 @@ void rt_actors_stop(struct rt_shard *s)
 {
     struct rt_actors *t = s->actors;
     uv_timer_stop(&t->idle_timer);
-    while (t->lru_head != NULL)
-        evict(t, t->lru_head);
+    /* No fsync here: the journal keeps every record that is not in an fsync'd
+     * file, and the next start replays them. */
+    while (t->lru_head != NULL) {
+        struct rt_actor *a = t->lru_head;
+        db_close(a);
+        lru_unlink(t, a);
+        t->nopen--;
+    }
 }

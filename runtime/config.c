@@ -13,7 +13,7 @@
 
 #include "runtime.h"
 
-enum opt_type { OPT_LISTEN, OPT_STR, OPT_UINT, OPT_SIZE, OPT_CLASS, OPT_LOG };
+enum opt_type { OPT_LISTEN, OPT_STR, OPT_UINT, OPT_SIZE, OPT_CLASS, OPT_LOG, OPT_BOOL };
 
 struct opt {
     const char *name;
@@ -37,6 +37,10 @@ static const struct opt opts[] = {
     {"ws_msg_max", OPT_SIZE, OFF(ws_msg_max), 1, 64ull << 20, "WebSocket message limit in bytes (1M)"},
     {"max_inflight", OPT_UINT, OFF(max_inflight), 1, 10000000, "queued events per shard before 503 (65536)"},
     {"log_level", OPT_LOG, OFF(log_level), 0, 0, "error, warn, info or debug (info)"},
+    {"journal_segment_bytes", OPT_SIZE, OFF(journal_segment_bytes), 1 << 16, 1ull << 40,
+     "start a new journal segment past this size (64M)"},
+    {"repair", OPT_BOOL, OFF(repair), 0, 0,
+     "at start, skip damaged journal batches (losing their records) instead of refusing to start"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -55,6 +59,7 @@ static void defaults(struct rt_config *c)
     c->ws_msg_max = 1 << 20;
     c->max_inflight = 65536;
     c->log_level = RT_LOG_INFO;
+    c->journal_segment_bytes = 64ull << 20;
 }
 
 static const struct opt *opt_find(const char *name, size_t len)
@@ -147,6 +152,13 @@ static int opt_set(struct rt_config *c, const struct opt *o, const char *v, char
         }
         c->classes[c->nclasses++] = strdup(v);
         return 0;
+    case OPT_BOOL:
+        if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0 || strcmp(v, "false") == 0 || strcmp(v, "0") == 0) {
+            *(bool *)(base + o->offset) = v[0] == 't' || v[0] == '1';
+            return 0;
+        }
+        snprintf(err, errlen, "option '%s': '%s' is not true or false", o->name, v);
+        return -1;
     case OPT_LOG:
         if (set_log((int *)(base + o->offset), v) == 0)
             return 0;
@@ -162,7 +174,7 @@ static int opt_set(struct rt_config *c, const struct opt *o, const char *v, char
         }
         if (o->offset == OFF(shards) || o->offset == OFF(max_open) || o->offset == OFF(max_inflight))
             *(unsigned *)(base + o->offset) = (unsigned)n;
-        else if (o->offset == OFF(idle_timeout_ms))
+        else if (o->offset == OFF(idle_timeout_ms) || o->offset == OFF(journal_segment_bytes))
             *(uint64_t *)(base + o->offset) = n;
         else
             *(size_t *)(base + o->offset) = (size_t)n;
@@ -242,7 +254,8 @@ static int load_flags(struct rt_config *c, int argc, char **argv, bool config_pa
             snprintf(err, errlen, "unknown option '--%.*s'", (int)nlen, name);
             return DOBJ_ECONFIG;
         }
-        const char *v = flag_value(argc, argv, &i, eq);
+        /* A boolean flag alone means true: --repair. */
+        const char *v = o != NULL && o->type == OPT_BOOL && eq == NULL ? "true" : flag_value(argc, argv, &i, eq);
         if (v == NULL) {
             snprintf(err, errlen, "option '--%.*s' needs a value", (int)nlen, name);
             return DOBJ_ECONFIG;

@@ -2,17 +2,93 @@
  * durable.c: the durability point, the one place that decides when an
  * object's committed records are durable and may release its output gate.
  *
- * Now: SQLite's own commit with synchronous=FULL fsyncs the WAL before COMMIT
- * returns, so a record is durable as soon as the event committed. The host
- * journal (replicate/) replaces this with group-committed fsyncs on its own
- * thread, reporting back through rt_actor_durable() later; the rest of the
- * runtime does not change.
+ * On a single host that is the host journal (replicate/): SQLite files run
+ * with synchronous=OFF, every event's record goes to the journal thread, and
+ * the journal's answer comes back to the actor's shard as one RT_MSG_DURABLE
+ * per batch and shard. The quorum protocol of the cluster plugs in here.
  */
+#include <stdio.h>
+#include <stdlib.h>
+
 #include "runtime.h"
 
-void rt_durable_submit(struct rt_shard *s, struct rt_actor *a, uint64_t lsn)
+/* What the runtime keeps with each record on its way through the journal. */
+struct durable_entry {
+    struct repl_entry e;
+    struct rt_actor *actor;
+};
+
+static void on_journal_done(void *arg, unsigned route, struct repl_entry *list)
 {
-    rt_actor_durable(s, a, lsn);
+    (void)arg;
+    struct rt_durable_msg *m = sdk_xcalloc(1, sizeof(*m));
+    m->msg.type = RT_MSG_DURABLE;
+    m->list = list;
+    rt_shard_post(NULL, route, &m->msg);
 }
 
-const char *rt_durable_sqlite_synchronous(void) { return "FULL"; }
+static void log_bridge(int level, const char *msg) { RT_LOG(level, "%s", msg); }
+
+void rt_durable_init_logging(void) { repl_set_logger(log_bridge); }
+
+int rt_durable_start(struct rt_config *c, uint32_t first_segment, char *err, size_t errlen)
+{
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s/journal", c->data_dir);
+    struct repl_journal_config jc = {
+        .dir = dir,
+        .segment_bytes = c->journal_segment_bytes,
+        .no_uring = getenv("DOBJ_NO_URING") != NULL,
+        .done_cb = on_journal_done,
+        .done_arg = NULL,
+    };
+    return repl_journal_open(&rt_host.journal, &jc, first_segment, err, errlen);
+}
+
+void rt_durable_stop(void)
+{
+    if (rt_host.journal != NULL)
+        repl_journal_close(rt_host.journal);
+    rt_host.journal = NULL;
+}
+
+void rt_durable_submit(struct rt_shard *s, struct rt_actor *a, uint64_t lsn, uint8_t *rec, size_t len)
+{
+    struct durable_entry *d = sdk_xcalloc(1, sizeof(*d));
+    d->e.route = s->id;
+    d->e.owner = a;
+    d->e.lsn = lsn;
+    d->e.data = rec;
+    d->e.len = len;
+    d->actor = a;
+    repl_journal_submit(rt_host.journal, &d->e);
+}
+
+void rt_durable_on_msg(struct rt_shard *s, struct rt_durable_msg *m)
+{
+    struct repl_entry *e = m->list;
+    free(m);
+    while (e != NULL) {
+        struct repl_entry *next = e->next;
+        struct durable_entry *d = (struct durable_entry *)e;
+        rt_actor_pin(s, d->actor, e->segment);
+        rt_actor_durable(s, d->actor, e->lsn);
+        free(e->data);
+        free(d);
+        e = next;
+    }
+}
+
+void rt_durable_release(uint32_t segment)
+{
+    if (rt_host.journal != NULL)
+        repl_journal_release(rt_host.journal, segment);
+}
+
+void rt_durable_stats(struct repl_stats *out)
+{
+    if (rt_host.journal != NULL)
+        repl_journal_stats(rt_host.journal, out);
+}
+
+const char *rt_durable_sqlite_synchronous(void) { return "OFF"; }

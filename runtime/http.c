@@ -315,6 +315,33 @@ static int on_hello(h2o_req_t *req)
     return 0;
 }
 
+/* Prometheus text: the journal's counters, whose ratio (commits per fsync) is
+ * the group commit at work, and the events run. */
+static int on_metrics(h2o_req_t *req)
+{
+    struct repl_stats st = {0};
+    rt_durable_stats(&st);
+    uint64_t events = 0;
+    for (unsigned i = 0; i < rt_host.nshards; i++)
+        events += atomic_load_explicit(&rt_host.shards[i].events, memory_order_relaxed);
+    struct sdk_buf b = {0};
+    sdk_buf_printf(&b,
+                   "# TYPE dobj_events_total counter\ndobj_events_total %llu\n"
+                   "# TYPE dobj_commits_total counter\ndobj_commits_total %llu\n"
+                   "# TYPE dobj_journal_batches_total counter\ndobj_journal_batches_total %llu\n"
+                   "# TYPE dobj_journal_fsyncs_total counter\ndobj_journal_fsyncs_total %llu\n"
+                   "# TYPE dobj_journal_record_bytes_total counter\ndobj_journal_record_bytes_total %llu\n"
+                   "# TYPE dobj_journal_written_bytes_total counter\ndobj_journal_written_bytes_total %llu\n"
+                   "# TYPE dobj_journal_segment gauge\ndobj_journal_segment %u\n",
+                   (unsigned long long)events, (unsigned long long)st.records, (unsigned long long)st.batches,
+                   (unsigned long long)st.fsyncs, (unsigned long long)st.bytes_in,
+                   (unsigned long long)st.bytes_written, st.segment);
+    static const char ct[] = "content-type\0text/plain; version=0.0.4";
+    respond(req, 200, ct, sizeof(ct), b.data, b.len);
+    sdk_buf_close(&b);
+    return 0;
+}
+
 /* Splits "/<class>/<name>/<rest>" (without the query). */
 static int split_path(h2o_iovec_t path, h2o_iovec_t *cls, h2o_iovec_t *name, h2o_iovec_t *rest)
 {
@@ -350,6 +377,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     if (h2o_memis(path.base, path.len, H2O_STRLIT("/_hello")))
         return on_hello(req);
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/_metrics")))
+        return on_metrics(req);
 
     h2o_iovec_t cname, rawname, rest;
     if (split_path(path, &cname, &rawname, &rest) != 0 || cname.len == 0) {

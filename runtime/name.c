@@ -69,9 +69,8 @@ uint64_t rt_object_hash(const char *cls, const char *name, size_t name_len)
     return XXH3_64bits(buf, clen + 1 + name_len);
 }
 
-void rt_object_file_id(const char *cls, const char *name, size_t name_len, char out[33])
+void rt_object_id(const char *cls, const char *name, size_t name_len, uint8_t out[16])
 {
-    static const char hex[] = "0123456789abcdef";
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -80,9 +79,22 @@ void rt_object_file_id(const char *cls, const char *name, size_t name_len, char 
         EVP_DigestUpdate(ctx, name, name_len) != 1 || EVP_DigestFinal_ex(ctx, md, &mdlen) != 1)
         abort();
     EVP_MD_CTX_free(ctx);
+    memcpy(out, md, 16);
+}
+
+void rt_object_id_hex(const uint8_t id[16], char out[33])
+{
+    static const char hex[] = "0123456789abcdef";
     for (int i = 0; i < 16; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
+        out[2 * i] = hex[id[i] >> 4];
+        out[2 * i + 1] = hex[id[i] & 15];
     }
     out[32] = '\0';
+}
+
+void rt_object_file_id(const char *cls, const char *name, size_t name_len, char out[33])
+{
+    uint8_t id[16];
+    rt_object_id(cls, name, name_len, id);
+    rt_object_id_hex(id, out);
 }

@@ -9,9 +9,12 @@
  *   actor.c    the object's shard activates the actor (opens its SQLite file),
  *              runs the event in one transaction, and pushes the response and
  *              WebSocket outputs into the actor's output gate;
- *   durable.c  the durability point: tells the actor when an lsn is durable,
- *              and the gate releases what waited for it, in order, back to the
- *              shard that holds the client's connection.
+ *   durable.c  the durability point: the event's record goes to the host
+ *              journal (replicate/); when its batch is fsync'd the actor's
+ *              gate releases what waited for it, in order, back to the shard
+ *              that holds the client's connection.
+ *   recover.c  at start, before any shard: the journal is read back and every
+ *              object's database rolled forward to its last durable record.
  */
 #ifndef RUNTIME_H
 #define RUNTIME_H
@@ -26,6 +29,7 @@
 #include "dobj.h"
 #include "sdk.h"
 #include "sdk_util.h"
+#include "replicate.h"
 
 /* ---- logging ----------------------------------------------------------- */
 
@@ -63,6 +67,8 @@ struct rt_config {
     size_t ws_msg_max;        /* WebSocket message limit, bytes */
     unsigned max_inflight;    /* events queued or running per shard */
     int log_level;
+    uint64_t journal_segment_bytes;
+    bool repair; /* skip damaged journal batches at start instead of refusing */
 };
 
 /* Fills defaults, then the config file named by --config (if any), then the
@@ -83,7 +89,11 @@ bool rt_class_name_valid(const char *s, size_t len);
 long rt_name_decode(const char *raw, size_t len, char *out, const char **why);
 /* Which shard an object lives on: stable for a given class/name. */
 uint64_t rt_object_hash(const char *cls, const char *name, size_t name_len);
-/* The object's file id: 32 hex digits of SHA-256("class/name"), plus NUL. */
+/* The object's id: the first 16 bytes of SHA-256("class/name"). Its file is
+ * named by the id in hex (32 digits). */
+void rt_object_id(const char *cls, const char *name, size_t name_len, uint8_t out[16]);
+void rt_object_id_hex(const uint8_t id[16], char out[33]);
+/* Both at once: the hex id of class/name. */
 void rt_object_file_id(const char *cls, const char *name, size_t name_len, char out[33]);
 
 struct rt_class {
@@ -103,7 +113,9 @@ enum rt_msg_type {
     RT_MSG_EVENT,  /* front -> object shard: a request, or a WebSocket open/message/close */
     RT_MSG_REPLY,  /* object shard -> front: the response to a waiting request */
     RT_MSG_WS_OUT, /* object shard -> front: a send or close on a socket */
-    RT_MSG_STOP,   /* main -> shard: stop */
+    RT_MSG_DURABLE, /* journal -> object shard: records now durable */
+    RT_MSG_STOP,    /* main -> shard: stop taking requests, then ack */
+    RT_MSG_FINISH,  /* main -> shard: the journal is drained; close everything */
 };
 
 struct rt_msg {
@@ -150,6 +162,13 @@ struct rt_ws_out {
     struct sdk_out *out; /* owned */
 };
 
+struct repl_entry;
+
+struct rt_durable_msg {
+    struct rt_msg msg;
+    struct repl_entry *list; /* owned */
+};
+
 void rt_msg_free(struct rt_msg *m);
 
 /* ---- shards (shard.c) -------------------------------------------------- */
@@ -166,6 +185,7 @@ struct rt_shard {
     struct rt_msg *_Atomic inbox_head; /* MPSC stack, reversed on drain */
     struct rt_msg *local_head, **local_tail;
     atomic_uint inflight; /* events posted to this shard not yet finished */
+    _Atomic uint64_t events; /* events run, for /_metrics */
     bool stopping;
     struct rt_actors *actors;
     struct rt_front *front;
@@ -176,6 +196,8 @@ struct rt_host {
     struct rt_config *config;
     unsigned nshards;
     struct rt_shard *shards;
+    struct repl_journal *journal;
+    uv_sem_t stopped; /* each shard posts once it takes no more events */
 };
 
 /* The host, written once before shard threads start. */
@@ -212,13 +234,38 @@ struct rt_actor;
 /* The durability point reports that every record up to `lsn` is durable. */
 void rt_actor_durable(struct rt_shard *s, struct rt_actor *a, uint64_t lsn);
 
+/* The journal's segment pin a durable record hands to its actor; the actor
+ * gives it back once its database file is checkpointed and fsync'd. */
+void rt_actor_pin(struct rt_shard *s, struct rt_actor *a, uint32_t segment);
+
 /* ---- durability (durable.c) -------------------------------------------- */
 
-/* Called after an event committed locally with records up to `lsn`; calls
- * rt_actor_durable() once they are durable (maybe before it returns). */
-void rt_durable_submit(struct rt_shard *s, struct rt_actor *a, uint64_t lsn);
+/* Sends the journal's log lines to RT_LOG; before recovery. */
+void rt_durable_init_logging(void);
+/* Opens the journal (after recovery); `first_segment` from rt_recover. */
+int rt_durable_start(struct rt_config *c, uint32_t first_segment, char *err, size_t errlen);
+/* Drains and closes the journal: every submitted record gets its answer. */
+void rt_durable_stop(void);
+/* Hands an event's encoded record (owned) with its lsn to the durability
+ * point; rt_actor_durable() follows once it is durable. */
+void rt_durable_submit(struct rt_shard *s, struct rt_actor *a, uint64_t lsn, uint8_t *rec, size_t len);
+/* A journal answer arrived on the actor's shard. */
+void rt_durable_on_msg(struct rt_shard *s, struct rt_durable_msg *m);
+/* Gives back a segment pin (see rt_actor_pin). Thread-safe. */
+void rt_durable_release(uint32_t segment);
 /* The SQLite `synchronous` setting the durability point needs. */
 const char *rt_durable_sqlite_synchronous(void);
+/* Counters for /_metrics. */
+void rt_durable_stats(struct repl_stats *out);
+
+/* ---- recovery (recover.c) ---------------------------------------------- */
+
+/* Reads DATA/journal back, rolls every object's database forward to its last
+ * durable record (rebuilding a missing or damaged one where the journal holds
+ * all its records), fsyncs them, and empties the journal. */
+int rt_recover(const struct rt_config *c, uint32_t *next_segment, char *err, size_t errlen);
+/* "DATA/objects/ab/abcd....db" for a 16-byte object id. */
+void rt_object_path(const struct rt_config *c, const uint8_t id[16], char *out, size_t len);
 
 /* ---- time -------------------------------------------------------------- */
 

@@ -29,6 +29,8 @@ void rt_msg_free(struct rt_msg *m)
     case RT_MSG_WS_OUT:
         free(((struct rt_ws_out *)m)->out);
         break;
+    case RT_MSG_DURABLE:
+        abort(); /* never dropped: it carries the journal's answers */
     default:
         break;
     }
@@ -47,14 +49,21 @@ static void dispatch(struct rt_shard *s, struct rt_msg *m)
     case RT_MSG_WS_OUT:
         rt_front_on_ws_out(s, (struct rt_ws_out *)m);
         break;
+    case RT_MSG_DURABLE:
+        rt_durable_on_msg(s, (struct rt_durable_msg *)m);
+        break;
     case RT_MSG_STOP:
+        /* No new events from here on (they get 503); the journal may still
+         * answer for the ones already submitted. */
         free(m);
-        if (!s->stopping) {
-            s->stopping = true;
-            rt_front_stop(s);
-            rt_actors_stop(s);
-            uv_stop(&s->loop);
-        }
+        s->stopping = true;
+        rt_front_stop(s);
+        uv_sem_post(&rt_host.stopped);
+        break;
+    case RT_MSG_FINISH:
+        free(m);
+        rt_actors_stop(s);
+        uv_stop(&s->loop);
         break;
     }
 }
@@ -156,15 +165,20 @@ static void shard_main(void *arg)
 
 static uv_signal_t stop_signals[2];
 
+static void post_all(enum rt_msg_type type)
+{
+    for (unsigned i = 0; i < rt_host.nshards; i++) {
+        struct rt_msg *m = sdk_xcalloc(1, sizeof(*m));
+        m->type = type;
+        rt_shard_post(NULL, i, m);
+    }
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     (void)h;
     RT_INFO("msg=\"stopping\" signal=%d", signum);
-    for (unsigned i = 0; i < rt_host.nshards; i++) {
-        struct rt_msg *m = sdk_xcalloc(1, sizeof(*m));
-        m->type = RT_MSG_STOP;
-        rt_shard_post(NULL, i, m);
-    }
+    post_all(RT_MSG_STOP);
     /* With no handle left, the main loop returns and joins the shards. */
     for (int i = 0; i < 2; i++)
         uv_close((uv_handle_t *)&stop_signals[i], NULL);
@@ -177,6 +191,19 @@ int rt_host_run(struct rt_config *c)
     rt_host.nshards = c->shards;
     rt_host.shards = sdk_xcalloc(c->shards, sizeof(struct rt_shard));
     signal(SIGPIPE, SIG_IGN);
+    rt_durable_init_logging();
+    uint32_t first_segment = 1;
+    int64_t t0 = rt_now_us();
+    if (rt_recover(c, &first_segment, err, sizeof(err)) != 0) {
+        fprintf(stderr, "dobj: %s\n", err);
+        return 1;
+    }
+    RT_INFO("msg=\"recovered\" took_ms=%lld", (long long)((rt_now_us() - t0) / 1000));
+    if (rt_durable_start(c, first_segment, err, sizeof(err)) != 0) {
+        fprintf(stderr, "dobj: %s\n", err);
+        return 1;
+    }
+    uv_sem_init(&rt_host.stopped, 0);
     /* Listeners bind here, before any thread starts, so a busy port is an
      * error at start. */
     for (unsigned i = 0; i < c->shards; i++) {
@@ -196,6 +223,12 @@ int rt_host_run(struct rt_config *c)
     RT_INFO("msg=\"serving\" listen=http://%s:%d shards=%u data=%s classes=%u", c->listen_host, c->listen_port,
             c->shards, c->data_dir, c->nclasses);
     uv_run(main_loop, UV_RUN_DEFAULT);
+    /* Every shard has stopped taking events: drain the journal, whose answers
+     * reach the shards before FINISH does, then close the databases. */
+    for (unsigned i = 0; i < c->shards; i++)
+        uv_sem_wait(&rt_host.stopped);
+    rt_durable_stop();
+    post_all(RT_MSG_FINISH);
     for (unsigned i = 0; i < c->shards; i++)
         uv_thread_join(&rt_host.shards[i].thread);
     RT_INFO("msg=\"stopped\"");

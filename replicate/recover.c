@@ -1,0 +1,301 @@
+/*
+ * recover.c: reading the journal back after a crash (format: journal.c).
+ *
+ * Only the end of the last segment can be torn: every batch was fsync'd before
+ * the next one was written, and a new segment starts only after the previous
+ * one's last batch was durable. So an invalid batch with no valid batch after
+ * it, at the end of the last segment, is a write that never completed and was
+ * never acknowledged: it is cut off. An invalid batch anywhere else is damage
+ * to acknowledged data, and recovery refuses to guess unless asked to repair.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
+#include <xxhash.h>
+#include <zstd.h>
+
+#include "replicate.h"
+#include "sdk_util.h"
+#include "wal.h"
+
+#define SEGMENT_MAGIC 0x31534a44u
+#define BATCH_MAGIC 0x31424a44u
+#define SEGMENT_HEADER_BYTES 32
+#define BATCH_HEADER_BYTES 32
+#define BATCH_RAW_MAX (512u << 20)
+
+struct scan {
+    const char *path;
+    const uint8_t *buf;
+    size_t len;
+    bool last;
+    bool repair;
+    int (*on_record)(void *, const uint8_t *, size_t);
+    void *arg;
+    uint8_t *raw;
+    size_t raw_cap;
+    char *err;
+    size_t errlen;
+};
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The segment numbers in dir, ascending. */
+static int list_segments(const char *dir, uint32_t **out, size_t *n)
+{
+    DIR *d = opendir(dir);
+    *out = NULL;
+    *n = 0;
+    if (d == NULL)
+        return errno == ENOENT ? 0 : -errno;
+    size_t cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        char *end = NULL;
+        unsigned long long v = strtoull(de->d_name, &end, 16);
+        if (end != de->d_name + 16 || strcmp(end, ".log") != 0 || v > UINT32_MAX)
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            *out = sdk_xrealloc(*out, cap * sizeof(**out));
+        }
+        (*out)[(*n)++] = (uint32_t)v;
+    }
+    closedir(d);
+    if (*n > 0)
+        qsort(*out, *n, sizeof(**out), cmp_u32);
+    return 0;
+}
+
+/* Length of a valid batch at off, or 0. */
+static size_t batch_valid(const struct scan *s, size_t off)
+{
+    if (s->len - off < BATCH_HEADER_BYTES)
+        return 0;
+    const uint8_t *h = s->buf + off;
+    if (wal_get_u32(h) != BATCH_MAGIC)
+        return 0;
+    uint32_t c = wal_get_u32(h + 4);
+    if (c > s->len - off - BATCH_HEADER_BYTES || wal_get_u32(h + 8) > BATCH_RAW_MAX)
+        return 0;
+    XXH3_state_t st;
+    XXH3_64bits_reset(&st);
+    XXH3_64bits_update(&st, h, 24);
+    XXH3_64bits_update(&st, h + BATCH_HEADER_BYTES, c);
+    if (XXH3_64bits_digest(&st) != wal_get_u64(h + 24))
+        return 0;
+    return BATCH_HEADER_BYTES + c;
+}
+
+/* The offset of the next valid batch after a damaged one at off, or 0. */
+static size_t next_valid(const struct scan *s, size_t off)
+{
+    uint8_t magic[4];
+    wal_put_u32(magic, BATCH_MAGIC);
+    for (size_t p = off + 1; p + BATCH_HEADER_BYTES <= s->len; p++) {
+        const uint8_t *hit = memmem(s->buf + p, s->len - p, magic, 4);
+        if (hit == NULL)
+            return 0;
+        p = (size_t)(hit - s->buf);
+        if (batch_valid(s, p) > 0)
+            return p;
+    }
+    return 0;
+}
+
+/* Decompresses a valid batch and hands out its records. */
+static int batch_records(struct scan *s, size_t off)
+{
+    const uint8_t *h = s->buf + off;
+    uint32_t c = wal_get_u32(h + 4), u = wal_get_u32(h + 8), n = wal_get_u32(h + 12);
+    if (s->raw_cap < u) {
+        free(s->raw);
+        s->raw_cap = u;
+        s->raw = sdk_xmalloc(u > 0 ? u : 1);
+    }
+    size_t got = ZSTD_decompress(s->raw, u, h + BATCH_HEADER_BYTES, c);
+    if (ZSTD_isError(got) || got != u) {
+        snprintf(s->err, s->errlen, "journal %s offset %zu: batch does not decompress", s->path, off);
+        return -EPROTO;
+    }
+    size_t p = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t id[WAL_OBJECT_ID_BYTES];
+        uint64_t lsn;
+        uint32_t len;
+        if (u - p < WAL_RECORD_HEADER_BYTES)
+            goto bad;
+        wal_record_peek(s->raw + p, id, &lsn, &len);
+        if (len < WAL_RECORD_HEADER_BYTES || len > u - p)
+            goto bad;
+        int rv = s->on_record(s->arg, s->raw + p, len);
+        if (rv != 0)
+            return rv;
+        p += len;
+    }
+    if (p == u)
+        return 0;
+bad:
+    snprintf(s->err, s->errlen, "journal %s offset %zu: batch holds malformed records", s->path, off);
+    return -EPROTO;
+}
+
+static void log_repair(const struct scan *s, size_t off, size_t skipped)
+{
+    repl_logf(1, "msg=\"repair: skipped a damaged journal batch; its records are lost\" file=%s offset=%zu bytes=%zu",
+              s->path, off, skipped);
+}
+
+/* Scans one segment's batches. *cut gets the length to truncate the file to
+ * when its tail is torn (0: nothing to cut). */
+static int scan_segment(struct scan *s, size_t *cut)
+{
+    size_t off = SEGMENT_HEADER_BYTES;
+    *cut = 0;
+    while (off < s->len) {
+        size_t blen = batch_valid(s, off);
+        if (blen > 0) {
+            int rv = batch_records(s, off);
+            if (rv != 0)
+                return rv;
+            off += blen;
+            continue;
+        }
+        size_t next = next_valid(s, off);
+        if (next == 0 && s->last) {
+            *cut = off;
+            return 0;
+        }
+        if (!s->repair) {
+            snprintf(s->err, s->errlen,
+                     "journal %s offset %zu: damaged batch in the middle of the journal (acknowledged data); "
+                     "start with --repair to skip it and lose its records",
+                     s->path, off);
+            return -EPROTO;
+        }
+        size_t skip = next != 0 ? next : s->len;
+        log_repair(s, off, skip - off);
+        off = skip;
+    }
+    return 0;
+}
+
+static int read_file(const char *path, uint8_t **buf, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    *len = (size_t)st.st_size;
+    *buf = sdk_xmalloc(*len + 1);
+    size_t got = 0;
+    while (got < *len) {
+        ssize_t n = read(fd, *buf + got, *len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int e = n < 0 ? -errno : -EIO;
+            close(fd);
+            free(*buf);
+            return e;
+        }
+        got += (size_t)n;
+    }
+    close(fd);
+    return 0;
+}
+
+static bool header_ok(const uint8_t *b, size_t len, uint32_t seg)
+{
+    return len >= SEGMENT_HEADER_BYTES && wal_get_u32(b) == SEGMENT_MAGIC && wal_get_u32(b + 4) == seg &&
+           XXH3_64bits(b, 24) == wal_get_u64(b + 24);
+}
+
+static int recover_one(struct scan *s, const char *dir, uint32_t seg)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%016" PRIx32 ".log", dir, seg);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rv = read_file(path, &buf, &len);
+    if (rv != 0) {
+        snprintf(s->err, s->errlen, "journal %s: can not read: %s", path, strerror(-rv));
+        return rv;
+    }
+    s->path = path;
+    s->buf = buf;
+    s->len = len;
+    if (!header_ok(buf, len, seg)) {
+        free(buf);
+        /* A segment whose header never became durable held no batch. */
+        if (s->last && len <= SEGMENT_HEADER_BYTES)
+            return unlink(path) == 0 ? 0 : -errno;
+        snprintf(s->err, s->errlen, "journal %s offset 0: invalid segment header", path);
+        return -EPROTO;
+    }
+    size_t cut = 0;
+    rv = scan_segment(s, &cut);
+    free(buf);
+    if (rv == 0 && cut > 0) {
+        repl_logf(2, "msg=\"cut a torn journal tail (never acknowledged)\" file=%s offset=%zu bytes=%zu", path, cut,
+                  len - cut);
+        if (truncate(path, (off_t)cut) != 0)
+            rv = -errno;
+    }
+    return rv;
+}
+
+int repl_journal_recover(const char *dir, bool repair, int (*on_record)(void *arg, const uint8_t *rec, size_t len),
+                         void *arg, uint32_t *next_segment, char *err, size_t errlen)
+{
+    uint32_t *segs = NULL;
+    size_t n = 0;
+    int rv = list_segments(dir, &segs, &n);
+    if (rv != 0) {
+        snprintf(err, errlen, "journal %s: can not list: %s", dir, strerror(-rv));
+        return rv;
+    }
+    struct scan s = {.repair = repair, .on_record = on_record, .arg = arg, .err = err, .errlen = errlen};
+    for (size_t i = 0; i < n && rv == 0; i++) {
+        s.last = i + 1 == n;
+        rv = recover_one(&s, dir, segs[i]);
+    }
+    if (rv == 0)
+        *next_segment = n > 0 ? segs[n - 1] + 1 : 1;
+    free(s.raw);
+    free(segs);
+    return rv;
+}
+
+int repl_journal_drop_before(const char *dir, uint32_t below)
+{
+    uint32_t *segs = NULL;
+    size_t n = 0;
+    int rv = list_segments(dir, &segs, &n);
+    for (size_t i = 0; i < n && rv == 0; i++) {
+        if (segs[i] >= below)
+            continue;
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%016" PRIx32 ".log", dir, segs[i]);
+        if (unlink(path) != 0)
+            rv = -errno;
+    }
+    free(segs);
+    return rv;
+}

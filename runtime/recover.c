@@ -1,0 +1,369 @@
+/*
+ * recover.c: start-up recovery, before any shard runs.
+ *
+ * The journal holds every record that is not yet in an fsync'd database
+ * file. So recovery:
+ *   1. deletes every object's -wal and -shm: SQLite files run with
+ *      synchronous=OFF, and a WAL may hold commits whose records never became
+ *      durable; keeping them would give two histories the same lsn. What the
+ *      WAL held that was durable is in the journal.
+ *   2. reads the journal (a torn tail is cut, damage elsewhere refused unless
+ *      --repair) and writes each record's pages into its object's file. Page
+ *      images are whole, so replaying records the file already holds is
+ *      harmless as long as the newest comes last.
+ *   3. fsyncs the files, checks each (quick_check, and that its stamped lsn is
+ *      the last record's), rebuilds a damaged or missing one from lsn 1 where
+ *      the journal still has it, and marks one it can not rebuild as broken.
+ *   4. empties the journal: everything it held is now in fsync'd files.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "runtime.h"
+#include "wal.h"
+
+enum obj_state { OBJ_APPLYING, OBJ_SKIP, OBJ_REBUILD };
+
+struct obj {
+    uint8_t id[16];
+    enum obj_state state;
+    uint64_t first_lsn, last_lsn;
+    uint64_t records;
+    bool created;
+};
+
+struct recovery {
+    const struct rt_config *c;
+    struct obj *objs;
+    size_t nobjs, cap;
+    size_t *slots; /* open addressing over objs: index + 1, 0 empty */
+    size_t nslots;
+    struct wal_page *pages;
+    uint32_t pages_cap;
+    bool rebuild_pass; /* the second pass replays only objects to rebuild */
+    uint64_t applied;
+};
+
+void rt_object_path(const struct rt_config *c, const uint8_t id[16], char *out, size_t len)
+{
+    char hex[33];
+    rt_object_id_hex(id, hex);
+    snprintf(out, len, "%s/objects/%.2s/%s.db", c->data_dir, hex, hex);
+}
+
+/* Ids are SHA-256 prefixes: their first 8 bytes are already a good hash. */
+static size_t *slot_of(struct recovery *r, const uint8_t id[16])
+{
+    size_t h = (size_t)wal_get_u64(id);
+    for (size_t i = h & (r->nslots - 1);; i = (i + 1) & (r->nslots - 1))
+        if (r->slots[i] == 0 || memcmp(r->objs[r->slots[i] - 1].id, id, 16) == 0)
+            return &r->slots[i];
+}
+
+static void slots_grow(struct recovery *r)
+{
+    free(r->slots);
+    r->nslots = r->nslots ? r->nslots * 2 : 256;
+    r->slots = sdk_xcalloc(r->nslots, sizeof(*r->slots));
+    for (size_t i = 0; i < r->nobjs; i++)
+        *slot_of(r, r->objs[i].id) = i + 1;
+}
+
+static struct obj *obj_find(struct recovery *r, const uint8_t id[16], bool add)
+{
+    if (r->nslots == 0)
+        slots_grow(r);
+    size_t *slot = slot_of(r, id);
+    if (*slot != 0)
+        return &r->objs[*slot - 1];
+    if (!add)
+        return NULL;
+    if (r->nobjs == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 64;
+        r->objs = sdk_xrealloc(r->objs, r->cap * sizeof(*r->objs));
+    }
+    struct obj *o = &r->objs[r->nobjs++];
+    memset(o, 0, sizeof(*o));
+    memcpy(o->id, id, 16);
+    *slot = r->nobjs;
+    if (2 * r->nobjs > r->nslots)
+        slots_grow(r);
+    return o;
+}
+
+static void mark_broken(struct recovery *r, struct obj *o, const char *why)
+{
+    char path[4096], marker[4200];
+    rt_object_path(r->c, o->id, path, sizeof(path));
+    snprintf(marker, sizeof(marker), "%s.broken", path);
+    FILE *f = fopen(marker, "w");
+    if (f != NULL) {
+        fprintf(f, "%s\n", why);
+        fclose(f);
+    }
+    RT_ERROR("msg=\"object can not be recovered: it will refuse events\" file=%s why=\"%s\"", path, why);
+    o->state = OBJ_SKIP;
+}
+
+static int mkdir_parent(const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        return 0;
+    *slash = '\0';
+    char *p = dir;
+    while ((p = strchr(p + 1, '/')) != NULL) {
+        *p = '\0';
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    return mkdir(dir, 0755) != 0 && errno != EEXIST ? -errno : 0;
+}
+
+/* The first record of an object in this pass: is there a file to apply to? */
+static int obj_begin(struct recovery *r, struct obj *o, const struct wal_record *rec, const char *path)
+{
+    o->first_lsn = rec->lsn;
+    o->state = OBJ_APPLYING;
+    if (access(path, F_OK) == 0)
+        return 0;
+    if (rec->lsn != 1) {
+        char why[256];
+        snprintf(why, sizeof(why), "the database file is missing and the journal starts at lsn %llu, not 1",
+                 (unsigned long long)rec->lsn);
+        mark_broken(r, o, why);
+        return 1;
+    }
+    o->created = true;
+    return mkdir_parent(path);
+}
+
+static int on_record(void *arg, const uint8_t *buf, size_t len)
+{
+    struct recovery *r = arg;
+    uint32_t max = (uint32_t)(len / (4 + WAL_PAGE_SIZE_MIN)) + 1;
+    if (r->pages_cap < max) {
+        free(r->pages);
+        r->pages_cap = max;
+        r->pages = sdk_xmalloc(max * sizeof(*r->pages));
+    }
+    struct wal_record rec;
+    size_t used;
+    if (wal_record_decode(buf, len, &rec, r->pages, r->pages_cap, &used) != 0) {
+        RT_ERROR("msg=\"journal batch holds an invalid record\" bytes=%zu", len);
+        return -EPROTO;
+    }
+    struct obj *o = obj_find(r, rec.object_id, !r->rebuild_pass);
+    if (o == NULL || o->state == OBJ_SKIP || (r->rebuild_pass && o->state != OBJ_REBUILD))
+        return 0;
+    char path[4096];
+    rt_object_path(r->c, rec.object_id, path, sizeof(path));
+    if (o->records == 0 || (r->rebuild_pass && o->last_lsn == 0)) {
+        int rv = obj_begin(r, o, &rec, path);
+        if (rv != 0)
+            return rv > 0 ? 0 : rv;
+    } else if (rec.lsn != o->last_lsn + 1) {
+        /* Only --repair skips batches: the object keeps its gap-free prefix. */
+        RT_WARN("msg=\"journal gap: the object stays at its last record before it\" file=%s lsn=%llu next=%llu",
+                path, (unsigned long long)o->last_lsn, (unsigned long long)rec.lsn);
+        o->state = OBJ_SKIP;
+        return 0;
+    }
+    /* Files are fsync'd once each, after the whole journal (sync_objects). */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    int rv = fd < 0 ? -errno : wal_apply(fd, &rec);
+    if (fd >= 0)
+        close(fd);
+    if (rv != 0) {
+        RT_ERROR("msg=\"can not apply a record\" file=%s err=\"%s\"", path, strerror(-rv));
+        return rv;
+    }
+    o->last_lsn = rec.lsn;
+    o->records++;
+    r->applied++;
+    return 0;
+}
+
+/* Deletes every -wal and -shm under DATA/objects (step 1). */
+static int drop_wals(const struct rt_config *c)
+{
+    char root[4096];
+    snprintf(root, sizeof(root), "%s/objects", c->data_dir);
+    DIR *top = opendir(root);
+    if (top == NULL)
+        return errno == ENOENT ? 0 : -errno;
+    struct dirent *de;
+    while ((de = readdir(top)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        char sub[4400];
+        snprintf(sub, sizeof(sub), "%s/%s", root, de->d_name);
+        DIR *d = opendir(sub);
+        if (d == NULL)
+            continue;
+        struct dirent *f;
+        while ((f = readdir(d)) != NULL) {
+            size_t n = strlen(f->d_name);
+            if (n > 4 && (strcmp(f->d_name + n - 4, "-wal") == 0 || strcmp(f->d_name + n - 4, "-shm") == 0)) {
+                char path[4700];
+                snprintf(path, sizeof(path), "%s/%s", sub, f->d_name);
+                if (unlink(path) != 0 && errno != ENOENT) {
+                    int e = errno;
+                    closedir(d);
+                    closedir(top);
+                    return -e;
+                }
+            }
+        }
+        closedir(d);
+    }
+    closedir(top);
+    return 0;
+}
+
+/* quick_check and the stamped lsn; true if the file is what the journal says. */
+static bool obj_check(struct recovery *r, struct obj *o)
+{
+    char path[4096];
+    rt_object_path(r->c, o->id, path, sizeof(path));
+    sqlite3 *db = NULL;
+    bool ok = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK;
+    sqlite3_stmt *st = NULL;
+    if (ok)
+        ok = sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st, NULL) == SQLITE_OK &&
+             sqlite3_step(st) == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(st, 0), "ok") == 0;
+    sqlite3_finalize(st);
+    st = NULL;
+    if (ok)
+        ok = sqlite3_prepare_v2(db, "SELECT value FROM _dobj_meta WHERE key = 'lsn'", -1, &st, NULL) == SQLITE_OK &&
+             sqlite3_step(st) == SQLITE_ROW && (uint64_t)sqlite3_column_int64(st, 0) == o->last_lsn;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return ok;
+}
+
+static int sync_objects(struct recovery *r, enum obj_state which, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < r->nobjs; i++) {
+        if (r->objs[i].state != which)
+            continue;
+        char path[4096];
+        rt_object_path(r->c, r->objs[i].id, path, sizeof(path));
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        int rv = fd < 0 || fdatasync(fd) != 0 ? -errno : 0;
+        if (fd >= 0)
+            close(fd);
+        if (rv != 0) {
+            snprintf(err, errlen, "recovery: can not fsync %s: %s", path, strerror(-rv));
+            return rv;
+        }
+    }
+    return 0;
+}
+
+/* Step 3: checks every object applied; rebuilds what it can. */
+static int check_objects(struct recovery *r, char *err, size_t errlen)
+{
+    int rv = sync_objects(r, OBJ_APPLYING, err, errlen);
+    if (rv != 0)
+        return rv;
+    size_t rebuild = 0;
+    for (size_t i = 0; i < r->nobjs; i++) {
+        struct obj *o = &r->objs[i];
+        if (o->state != OBJ_APPLYING || obj_check(r, o))
+            continue;
+        if (o->first_lsn != 1) {
+            mark_broken(r, o, "the database fails its check after roll-forward and the journal does not start at "
+                              "lsn 1");
+            continue;
+        }
+        char path[4096];
+        rt_object_path(r->c, o->id, path, sizeof(path));
+        RT_WARN("msg=\"database damaged: rebuilding it from the journal\" file=%s", path);
+        unlink(path);
+        o->state = OBJ_REBUILD;
+        o->last_lsn = 0;
+        rebuild++;
+    }
+    if (rebuild == 0)
+        return 0;
+    char dir[4096];
+    uint32_t next = 0;
+    snprintf(dir, sizeof(dir), "%s/journal", r->c->data_dir);
+    r->rebuild_pass = true;
+    rv = repl_journal_recover(dir, r->c->repair, on_record, r, &next, err, errlen);
+    if (rv == 0)
+        rv = sync_objects(r, OBJ_REBUILD, err, errlen);
+    for (size_t i = 0; rv == 0 && i < r->nobjs; i++) {
+        struct obj *o = &r->objs[i];
+        if (o->state == OBJ_REBUILD && !obj_check(r, o))
+            mark_broken(r, o, "the database rebuilt from the journal fails its check");
+    }
+    return rv;
+}
+
+static void sync_dirs(const struct rt_config *c)
+{
+    char root[4096];
+    snprintf(root, sizeof(root), "%s/objects", c->data_dir);
+    DIR *top = opendir(root);
+    if (top == NULL)
+        return;
+    struct dirent *de;
+    while ((de = readdir(top)) != NULL) {
+        char sub[4400];
+        snprintf(sub, sizeof(sub), "%s/%s", root, de->d_name);
+        int fd = open(sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd >= 0) {
+            fsync(fd);
+            close(fd);
+        }
+    }
+    closedir(top);
+}
+
+int rt_recover(const struct rt_config *c, uint32_t *next_segment, char *err, size_t errlen)
+{
+    struct recovery r = {.c = c};
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s/journal/x", c->data_dir);
+    int rv = mkdir_parent(dir);
+    if (rv != 0) {
+        snprintf(err, errlen, "option 'data': can not create %s: %s", c->data_dir, strerror(-rv));
+        return rv;
+    }
+    snprintf(dir, sizeof(dir), "%s/journal", c->data_dir);
+    rv = drop_wals(c);
+    if (rv != 0) {
+        snprintf(err, errlen, "recovery: can not remove stale WAL files under %s/objects: %s", c->data_dir,
+                 strerror(-rv));
+        return rv;
+    }
+    rv = repl_journal_recover(dir, c->repair, on_record, &r, next_segment, err, errlen);
+    if (rv == 0)
+        rv = check_objects(&r, err, errlen);
+    if (rv == 0) {
+        sync_dirs(c);
+        rv = repl_journal_drop_before(dir, *next_segment);
+        if (rv != 0)
+            snprintf(err, errlen, "recovery: can not empty the journal %s: %s", dir, strerror(-rv));
+    }
+    if (rv == 0 && r.applied > 0)
+        RT_INFO("msg=\"rolled forward from the journal\" objects=%zu records=%llu", r.nobjs,
+                (unsigned long long)r.applied);
+    free(r.objs);
+    free(r.slots);
+    free(r.pages);
+    return rv;
+}
