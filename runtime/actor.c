@@ -54,6 +54,7 @@ struct rt_actor {
     int wal_frames;           /* set by the WAL hook when a commit wrote: frames in the WAL */
     int wal_total;            /* frames in the WAL after the last commit */
     struct wal_capture cap;
+    struct sdk_stmt_cache stmts;
     uint32_t pin; /* journal segment of the oldest record not in the fsync'd file */
 
     uint64_t committed_lsn;
@@ -265,6 +266,7 @@ static void db_close(struct rt_actor *a)
     sqlite3_finalize(a->stamp);
     a->begin = a->commit = a->rollback = a->stamp = NULL;
     if (a->db != NULL) {
+        sdk_stmt_cache_clear(&a->stmts);
         /* Statements a handler prepared and never finalized would keep the
          * database open. */
         sqlite3_stmt *st;
@@ -312,8 +314,11 @@ static int db_open(struct rt_shard *s, struct rt_actor *a, char *err, size_t err
         return DOBJ_EIO;
     }
     char pragmas[256];
+    /* One connection per file, ever: exclusive locking keeps the WAL index in
+     * the heap (no -shm, no file locks per transaction). */
     snprintf(pragmas, sizeof(pragmas),
-             "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;",
+             "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; "
+             "PRAGMA foreign_keys=ON;",
              rt_durable_sqlite_synchronous());
     int rc = sqlite3_open_v2(a->path, &a->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc == SQLITE_OK)
@@ -573,6 +578,7 @@ static void ctx_fill(struct dobj_ctx *ctx, struct rt_shard *s, struct rt_actor *
 {
     sdk_ctx_init(ctx, a->cls->cls, a->name, a->db);
     ctx->kind = e->kind;
+    ctx->stmts = &a->stmts;
     ctx->now_us = rt_now_us();
     ctx->ws_msg_max = s->config->ws_msg_max;
     ctx->sockets = a->ws_head;

@@ -80,6 +80,22 @@ struct sdk_out {
     char data[]; /* message bytes, or the close reason (NUL-terminated) */
 };
 
+/* Prepared statements of the SDK's helpers, kept per database by the runtime
+ * across events: the same SQL text is compiled once. */
+#define SDK_STMT_CACHE_SIZE 16
+
+struct sdk_stmt_cache {
+    struct {
+        char *sql;
+        sqlite3_stmt *st;
+        uint64_t used;
+    } e[SDK_STMT_CACHE_SIZE];
+    uint64_t tick;
+};
+
+/* Finalizes every cached statement; before the database closes. */
+void sdk_stmt_cache_clear(struct sdk_stmt_cache *c);
+
 struct sdk_header {
     const char *name;
     const char *value;
@@ -92,6 +108,7 @@ struct dobj_ctx {
     const dobj_class *cls;
     const char *name;
     sqlite3 *db;
+    struct sdk_stmt_cache *stmts; /* borrowed from the runtime; may be NULL */
     enum sdk_event_kind kind;
     int64_t now_us;
     size_t ws_msg_max;

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -156,19 +157,79 @@ static int bind_params(struct dobj_ctx *ctx, sqlite3_stmt *st, const char *types
 
 /* Prepares the first statement of *sql and binds; *sql moves past it. A
  * statement made only of whitespace or comments gives *out == NULL. */
+void sdk_stmt_cache_clear(struct sdk_stmt_cache *c)
+{
+    for (int i = 0; i < SDK_STMT_CACHE_SIZE; i++) {
+        sqlite3_finalize(c->e[i].st);
+        free(c->e[i].sql);
+    }
+    memset(c, 0, sizeof(*c));
+}
+
+static sqlite3_stmt *cache_get(struct dobj_ctx *ctx, const char *sql)
+{
+    struct sdk_stmt_cache *c = ctx->stmts;
+    for (int i = 0; c != NULL && i < SDK_STMT_CACHE_SIZE; i++)
+        if (c->e[i].st != NULL && strcmp(c->e[i].sql, sql) == 0) {
+            c->e[i].used = ++c->tick;
+            return c->e[i].st;
+        }
+    return NULL;
+}
+
+/* Keeps a statement whose SQL is exactly one statement, evicting the least
+ * recently used one. */
+static void cache_put(struct dobj_ctx *ctx, const char *sql, sqlite3_stmt *st)
+{
+    struct sdk_stmt_cache *c = ctx->stmts;
+    int victim = 0;
+    for (int i = 1; i < SDK_STMT_CACHE_SIZE; i++)
+        if (c->e[i].used < c->e[victim].used)
+            victim = i;
+    sqlite3_finalize(c->e[victim].st);
+    free(c->e[victim].sql);
+    c->e[victim].sql = sdk_xstrndup(sql, strlen(sql));
+    c->e[victim].st = st;
+    c->e[victim].used = ++c->tick;
+}
+
+/* Done with a statement: a cached one is reset for its next use. */
+static void release(struct dobj_ctx *ctx, sqlite3_stmt *st)
+{
+    struct sdk_stmt_cache *c = ctx->stmts;
+    for (int i = 0; c != NULL && i < SDK_STMT_CACHE_SIZE; i++)
+        if (c->e[i].st == st) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            return;
+        }
+    sqlite3_finalize(st);
+}
+
+static bool only_blanks(const char *s)
+{
+    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' || *s == ';')
+        s++;
+    return *s == '\0';
+}
+
 static int prepare(struct dobj_ctx *ctx, const char **sql, sqlite3_stmt **out, const char *types, va_list *ap)
 {
     ctx->errmsg[0] = '\0';
     ctx->deny[0] = '\0';
-    sqlite3_stmt *st = NULL;
-    const char *tail = NULL;
-    int rc = sqlite3_prepare_v2(ctx->db, *sql, -1, &st, &tail);
-    if (rc != SQLITE_OK)
-        return sql_error(ctx, rc);
+    sqlite3_stmt *st = cache_get(ctx, *sql);
+    const char *tail = *sql + strlen(*sql);
+    if (st == NULL) {
+        int rc = sqlite3_prepare_v2(ctx->db, *sql, -1, &st, &tail);
+        if (rc != SQLITE_OK)
+            return sql_error(ctx, rc);
+        if (st != NULL && ctx->stmts != NULL && only_blanks(tail))
+            cache_put(ctx, *sql, st);
+    }
     if (st != NULL && types != NULL) {
         int err = bind_params(ctx, st, types, ap);
         if (err != 0) {
-            sqlite3_finalize(st);
+            release(ctx, st);
             return err;
         }
     }
@@ -194,7 +255,7 @@ int dobj_exec(dobj_ctx *ctx, const char *sql, const char *types, ...)
             ;
         if (rc != SQLITE_DONE)
             err = sql_error(ctx, rc);
-        sqlite3_finalize(st);
+        release(ctx, st);
     }
     va_end(ap);
     return err;
@@ -219,7 +280,7 @@ static int query_first(struct dobj_ctx *ctx, sqlite3_stmt **out, const char *sql
     err = rc == SQLITE_DONE ? DOBJ_ENOTFOUND : sql_error(ctx, rc);
     if (err == DOBJ_ENOTFOUND)
         snprintf(ctx->errmsg, sizeof(ctx->errmsg), "no such row");
-    sqlite3_finalize(st);
+    release(ctx, st);
     return err;
 }
 
@@ -231,7 +292,7 @@ static int finish(struct dobj_ctx *ctx, sqlite3_stmt *st)
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         ;
     int err = rc == SQLITE_DONE ? 0 : sql_error(ctx, rc);
-    sqlite3_finalize(st);
+    release(ctx, st);
     return err;
 }
 
@@ -342,7 +403,7 @@ int dobj_query_json(dobj_ctx *ctx, const char **out, const char *sql, const char
     }
     sdk_buf_append(&b, "]", 1);
     err = rc == SQLITE_DONE ? 0 : sql_error(ctx, rc);
-    sqlite3_finalize(st);
+    release(ctx, st);
     if (err == 0)
         *out = sdk_arena_strndup(&ctx->arena, b.data, b.len);
     sdk_buf_close(&b);

@@ -535,3 +535,38 @@ Test(txn, depth_limit)
     cr_assert_eq(ctx.txn_depth, 0);
     no_open_statements();
 }
+
+/* The statement cache: the same SQL compiled once, rebound each time, right
+ * across schema changes and evictions. */
+Test(sql, statement_cache)
+{
+    struct sdk_stmt_cache cache;
+    memset(&cache, 0, sizeof(cache));
+    ctx.stmts = &cache;
+    cr_assert_eq(dobj_exec(&ctx, "CREATE TABLE c(k INTEGER PRIMARY KEY, v)", NULL), 0);
+    for (int64_t i = 0; i < 40; i++) {
+        int64_t out = -1;
+        cr_assert_eq(dobj_exec(&ctx, "INSERT INTO c VALUES(?1, ?2)", "ii", i, i * 10), 0, "%s", dobj_errmsg(&ctx));
+        cr_assert_eq(dobj_query_int(&ctx, &out, "SELECT v FROM c WHERE k = ?1", "i", i), 0);
+        cr_assert_eq(out, i * 10);
+        /* Distinct SQL texts push others out of the 16 slots. */
+        char sql[64];
+        snprintf(sql, sizeof(sql), "SELECT %d + count(*) FROM c", (int)i);
+        cr_assert_eq(dobj_query_int(&ctx, &out, sql, NULL), 0);
+        cr_assert_eq(out, i + i + 1);
+    }
+    /* A cached statement survives its table being dropped and made again. */
+    int64_t out = -1;
+    cr_assert_eq(dobj_exec(&ctx, "DROP TABLE c; CREATE TABLE c(k INTEGER PRIMARY KEY, v)", NULL), 0);
+    cr_assert_eq(dobj_query_int(&ctx, &out, "SELECT v FROM c WHERE k = ?1", "i", (int64_t)3), DOBJ_ENOTFOUND);
+    cr_assert_eq(dobj_exec(&ctx, "INSERT INTO c VALUES(?1, ?2)", "ii", (int64_t)3, (int64_t)33), 0);
+    cr_assert_eq(dobj_query_int(&ctx, &out, "SELECT v FROM c WHERE k = ?1", "i", (int64_t)3), 0);
+    cr_assert_eq(out, 33);
+    /* Multi-statement SQL is never cached. */
+    for (int i = 0; i < SDK_STMT_CACHE_SIZE; i++)
+        if (cache.e[i].sql != NULL)
+            cr_assert_null(strchr(cache.e[i].sql, ';'), "cached: %s", cache.e[i].sql);
+    sdk_stmt_cache_clear(&cache);
+    ctx.stmts = NULL;
+    no_open_statements();
+}
