@@ -315,12 +315,14 @@ static int db_open(struct rt_shard *s, struct rt_actor *a, char *err, size_t err
     }
     char pragmas[256];
     /* One connection per file, ever: exclusive locking keeps the WAL index in
-     * the heap (no -shm, no file locks per transaction). */
+     * the heap (no -shm, no file locks per transaction), which the in-memory
+     * WAL of the "dobj" VFS needs (wal/memvfs.c). */
     snprintf(pragmas, sizeof(pragmas),
              "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; "
              "PRAGMA foreign_keys=ON;",
              rt_durable_sqlite_synchronous());
-    int rc = sqlite3_open_v2(a->path, &a->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc = sqlite3_open_v2(a->path, &a->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             WAL_VFS_NAME);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(a->db, pragmas, NULL, NULL, NULL);
     if (rc == SQLITE_OK)
@@ -335,7 +337,7 @@ static int db_open(struct rt_shard *s, struct rt_actor *a, char *err, size_t err
         db_close(a);
         return DOBJ_EIO;
     }
-    wal_capture_init(&a->cap, a->path);
+    wal_capture_init(&a->cap, a->path, a->db);
     /* Our hook replaces SQLite's auto-checkpoint: checkpoints are ours. */
     sqlite3_wal_hook(a->db, on_wal, a);
     a->running = NULL;

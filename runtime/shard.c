@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "runtime.h"
+#include "wal.h"
 
 struct rt_host rt_host;
 
@@ -192,6 +193,10 @@ int rt_host_run(struct rt_config *c)
     rt_host.shards = sdk_xcalloc(c->shards, sizeof(struct rt_shard));
     signal(SIGPIPE, SIG_IGN);
     rt_durable_init_logging();
+    if (wal_memvfs_register() != 0) {
+        fprintf(stderr, "dobj: can not register the SQLite VFS\n");
+        return 1;
+    }
     uint32_t first_segment = 1;
     int64_t t0 = rt_now_us();
     if (rt_recover(c, &first_segment, err, sizeof(err)) != 0) {

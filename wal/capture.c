@@ -2,13 +2,13 @@
  * capture.c: which pages did a commit change?
  *
  * Why sqlite3_wal_hook plus reading the appended frames, and not a VFS that
- * captures WAL writes: the hook runs exactly once per committed write
- * transaction with the WAL's frame count, and the frames the commit appended
- * are still in the page cache, so reading them back costs one pread and no
- * copy inside SQLite's write path. A VFS shim would see every write, including
- * frames of transactions that later roll back and frames rewritten in place
- * when the page cache spills, and would have to reimplement the commit logic
- * to tell them apart. The hook only ever reports committed frames.
+ * captures WAL writes as they happen: the hook runs exactly once per committed
+ * write transaction with the WAL's frame count, and only ever reports
+ * committed frames. A capturing VFS would see every write, including frames
+ * of transactions that later roll back and frames rewritten in place when the
+ * page cache spills, and would have to redo SQLite's commit logic to tell
+ * them apart. The VFS we do have (memvfs.c) only keeps the WAL in memory, so
+ * that reading the frames back is a pointer into it, not a pread.
  *
  * The -wal file (big-endian, see sqlite's src/wal.c):
  *   header  32 bytes: magic, version, page size (8), checkpoint seq,
@@ -38,9 +38,10 @@ static uint32_t be32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
-void wal_capture_init(struct wal_capture *c, const char *db_path)
+void wal_capture_init(struct wal_capture *c, const char *db_path, struct sqlite3 *db)
 {
     memset(c, 0, sizeof(*c));
+    c->db = db;
     c->fd = -1;
     size_t n = strlen(db_path);
     c->wal_path = sdk_xmalloc(n + 5);
@@ -93,10 +94,30 @@ static int cmp_frames(const void *a, const void *b, void *arg)
     return ia < ib ? -1 : ia > ib;
 }
 
+/* Points *out at len bytes of the WAL from off: in place for an in-memory WAL,
+ * else read into buf. */
+static int wal_view(struct wal_capture *c, size_t off, size_t len, uint8_t *buf, const uint8_t **out)
+{
+    const uint8_t *mem;
+    size_t size;
+    if (c->db != NULL && wal_memvfs_bytes(c->db, &mem, &size) == 0) {
+        if (off > size || size - off < len)
+            return -EPROTO;
+        *out = mem + off;
+        return 0;
+    }
+    int rv = read_full(c->fd, buf, len, (off_t)off);
+    if (rv == 0)
+        *out = buf;
+    return rv;
+}
+
 /* Reads the WAL header; a new generation resets what was seen. */
 static int read_header(struct wal_capture *c, char *err, size_t errlen)
 {
-    if (c->fd < 0) {
+    const uint8_t *mem;
+    size_t size;
+    if (c->fd < 0 && !(c->db != NULL && wal_memvfs_bytes(c->db, &mem, &size) == 0)) {
         c->fd = open(c->wal_path, O_RDONLY | O_CLOEXEC);
         if (c->fd < 0) {
             int e = errno;
@@ -104,9 +125,10 @@ static int read_header(struct wal_capture *c, char *err, size_t errlen)
             return -e;
         }
     }
-    uint8_t h[WAL_HEADER_BYTES];
-    int rv = read_full(c->fd, h, sizeof(h), 0);
-    uint32_t magic = be32(h);
+    uint8_t hbuf[WAL_HEADER_BYTES];
+    const uint8_t *h = hbuf;
+    int rv = wal_view(c, 0, sizeof(hbuf), hbuf, &h);
+    uint32_t magic = rv == 0 ? be32(h) : 0;
     if (rv != 0 || (magic != 0x377f0682 && magic != 0x377f0683)) {
         snprintf(err, errlen, "%s has no valid WAL header", c->wal_path);
         return rv != 0 ? rv : -EPROTO;
@@ -137,24 +159,25 @@ int wal_capture_commit(struct wal_capture *c, uint32_t wal_frames, struct wal_re
         snprintf(err, errlen, "a transaction of %u pages is over the record limit", n);
         return -E2BIG;
     }
-    if (c->buf_cap < (size_t)n * fbytes) {
+    if (c->fd >= 0 && c->buf_cap < (size_t)n * fbytes) {
         free(c->buf);
         c->buf_cap = (size_t)n * fbytes;
         c->buf = sdk_xmalloc(c->buf_cap);
     }
-    rv = read_full(c->fd, c->buf, (size_t)n * fbytes, WAL_HEADER_BYTES + (off_t)c->frames_seen * (off_t)fbytes);
+    const uint8_t *frames = NULL;
+    rv = wal_view(c, WAL_HEADER_BYTES + (size_t)c->frames_seen * fbytes, (size_t)n * fbytes, c->buf, &frames);
     if (rv != 0) {
         snprintf(err, errlen, "%s: can not read frames %u..%u", c->wal_path, c->frames_seen + 1, wal_frames);
         return rv;
     }
     for (uint32_t i = 0; i < n; i++) {
-        const uint8_t *f = c->buf + (size_t)i * fbytes;
+        const uint8_t *f = frames + (size_t)i * fbytes;
         if (be32(f + 8) != c->salt1 || be32(f + 12) != c->salt2 || be32(f) == 0) {
             snprintf(err, errlen, "%s: frame %u does not belong to this WAL", c->wal_path, c->frames_seen + 1 + i);
             return -EPROTO;
         }
     }
-    uint32_t db_pages = be32(c->buf + (size_t)(n - 1) * fbytes + 4);
+    uint32_t db_pages = be32(frames + (size_t)(n - 1) * fbytes + 4);
     if (db_pages == 0) {
         snprintf(err, errlen, "%s: frame %u is not a commit frame", c->wal_path, wal_frames);
         return -EPROTO;
@@ -163,7 +186,7 @@ int wal_capture_commit(struct wal_capture *c, uint32_t wal_frames, struct wal_re
     uint32_t *idx = sdk_xmalloc(n * sizeof(*idx));
     for (uint32_t i = 0; i < n; i++)
         idx[i] = i;
-    struct frames fr = {c->buf, fbytes};
+    struct frames fr = {frames, fbytes};
     qsort_r(idx, n, sizeof(*idx), cmp_frames, &fr);
     if (c->pages_cap < n) {
         free(c->pages);
@@ -172,8 +195,8 @@ int wal_capture_commit(struct wal_capture *c, uint32_t wal_frames, struct wal_re
     }
     uint32_t np = 0;
     for (uint32_t i = 0; i < n; i++) {
-        const uint8_t *f = c->buf + (size_t)idx[i] * fbytes;
-        if (i + 1 < n && be32(c->buf + (size_t)idx[i + 1] * fbytes) == be32(f))
+        const uint8_t *f = frames + (size_t)idx[i] * fbytes;
+        if (i + 1 < n && be32(frames + (size_t)idx[i + 1] * fbytes) == be32(f))
             continue;
         c->pages[np].pgno = be32(f);
         c->pages[np].data = f + WAL_FRAME_HEADER_BYTES;

@@ -59,6 +59,20 @@ int wal_record_decode(const uint8_t *buf, size_t len, struct wal_record *r, stru
  * WAL_RECORD_HEADER_BYTES. */
 void wal_record_peek(const uint8_t *buf, uint8_t id[WAL_OBJECT_ID_BYTES], uint64_t *lsn, uint32_t *len);
 
+/* ---- the in-memory WAL (memvfs.c) -------------------------------------- */
+
+struct sqlite3;
+
+#define WAL_VFS_NAME "dobj"
+
+/* Registers the "dobj" VFS (the default VFS with WALs in memory); once,
+ * before threads start. Databases opened with it must set
+ * locking_mode=EXCLUSIVE before their first WAL access. */
+int wal_memvfs_register(void);
+/* The in-memory WAL of db's main database: its bytes, valid until the next
+ * write to the database. -1 if db's WAL is not an in-memory one (yet). */
+int wal_memvfs_bytes(struct sqlite3 *db, const uint8_t **data, size_t *size);
+
 /* ---- capture ---------------------------------------------------------- */
 
 /*
@@ -68,7 +82,8 @@ void wal_record_peek(const uint8_t *buf, uint8_t id[WAL_OBJECT_ID_BYTES], uint64
  * (new salts after a checkpoint) by itself.
  */
 struct wal_capture {
-    int fd;           /* the -wal file, or -1 until it exists */
+    struct sqlite3 *db; /* set: read the WAL in memory (memvfs.c) */
+    int fd;           /* else the -wal file, or -1 until it exists */
     char *wal_path;
     uint32_t salt1, salt2;
     uint32_t frames_seen; /* frames of the current WAL generation already captured */
@@ -79,8 +94,9 @@ struct wal_capture {
     uint32_t pages_cap;
 };
 
-/* `db_path` is the database file; its WAL is db_path + "-wal". */
-void wal_capture_init(struct wal_capture *c, const char *db_path);
+/* `db_path` is the database file; its WAL is db_path + "-wal", or, if `db`
+ * is not NULL and uses the "dobj" VFS, the WAL in memory. */
+void wal_capture_init(struct wal_capture *c, const char *db_path, struct sqlite3 *db);
 void wal_capture_close(struct wal_capture *c);
 
 /*

@@ -5,6 +5,7 @@
  * as they will through the journal.
  */
 #include <criterion/criterion.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -215,20 +216,40 @@ static void check_prefix(struct run *r, size_t k)
     unlink(wal);
 }
 
+static void run_seed_vfs(uint64_t seed, int page_size, int auto_vacuum, bool mem);
+
 static void run_seed(uint64_t seed, int page_size, int auto_vacuum)
+{
+    run_seed_vfs(seed, page_size, auto_vacuum, false);
+    run_seed_vfs(seed, page_size, auto_vacuum, true);
+}
+
+/* mem: the runtime's way, the WAL in memory (wal/memvfs.c). */
+static void run_seed_vfs(uint64_t seed, int page_size, int auto_vacuum, bool mem)
 {
     struct run r = {.rng = seed * 0x9E3779B97F4A7C15ull | 1};
     snprintf(r.dir, sizeof(r.dir), "/tmp/dobj-replay-XXXXXX");
     cr_assert_not_null(mkdtemp(r.dir));
     snprintf(r.path, sizeof(r.path), "%s/live.db", r.dir);
-    cr_assert_eq(sqlite3_open(r.path, &r.db), SQLITE_OK);
-    char sql[128];
-    snprintf(sql, sizeof(sql), "PRAGMA page_size=%d; PRAGMA auto_vacuum=%d; PRAGMA journal_mode=WAL", page_size,
-             auto_vacuum);
+    cr_assert_eq(wal_memvfs_register(), 0);
+    cr_assert_eq(sqlite3_open_v2(r.path, &r.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, mem ? WAL_VFS_NAME : NULL),
+                 SQLITE_OK);
+    char sql[160];
+    snprintf(sql, sizeof(sql), "PRAGMA locking_mode=%s; PRAGMA page_size=%d; PRAGMA auto_vacuum=%d; "
+             "PRAGMA journal_mode=WAL", mem ? "EXCLUSIVE" : "NORMAL", page_size, auto_vacuum);
     exec(r.db, sql);
     sqlite3_wal_hook(r.db, on_wal, &r);
-    wal_capture_init(&r.cap, r.path);
+    wal_capture_init(&r.cap, r.path, mem ? r.db : NULL);
     workload(&r, 120);
+    if (mem) {
+        /* The WAL really lived in memory: nothing on disk, bytes in reach. */
+        char wal[160];
+        snprintf(wal, sizeof(wal), "%s-wal", r.path);
+        cr_assert_neq(access(wal, F_OK), 0, "an in-memory WAL reached the disk");
+        const uint8_t *bytes;
+        size_t size;
+        cr_assert_eq(wal_memvfs_bytes(r.db, &bytes, &size), 0);
+    }
     cr_assert_gt(r.n, 50, "seed %llu: too few commits", (unsigned long long)seed);
     for (size_t k = 1; k <= r.n; k += 1 + rnd(&r) % 17)
         check_prefix(&r, k);
