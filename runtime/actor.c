@@ -33,6 +33,7 @@
 
 /* The runtime checkpoints the WAL itself once it holds this many frames. */
 #define WAL_CHECKPOINT_FRAMES 1000
+#define WAL_QUIET_MS 2000
 #define NO_PIN UINT32_MAX
 #define ACTOR_SOCKETS_MAX 32768
 #define SLOW_EVENT_US 100000
@@ -455,6 +456,12 @@ static void on_idle_timer(uv_timer_t *h)
         }
         a = prev;
     }
+    /* An in-memory WAL of an object that went quiet goes into its file: WAL
+     * memory stays with the objects being written to. */
+    int64_t quiet = rt_now_us() - WAL_QUIET_MS * 1000;
+    for (; a != NULL && a->last_used_us <= quiet; a = a->lru_prev)
+        if (a->wal_total > 0 && a->durable_lsn >= a->committed_lsn)
+            checkpoint(s, a);
 }
 
 /* ---- the output gate --------------------------------------------------- */
