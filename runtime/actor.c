@@ -32,7 +32,10 @@
 #include "wal.h"
 
 /* The runtime checkpoints the WAL itself once it holds this many frames. */
-#define WAL_CHECKPOINT_FRAMES 1000
+/* In-memory WAL bounds (wal/memvfs.c): per shard, and per object. */
+#define WAL_SHARD_BUDGET_BYTES (64u << 20)
+#define WAL_FRAMES_MIN 16
+#define WAL_FRAMES_MAX 1000
 #define WAL_QUIET_MS 2000
 #define NO_PIN UINT32_MAX
 #define ACTOR_SOCKETS_MAX 32768
@@ -385,28 +388,47 @@ static int meta_check(struct rt_actor *a, char *err, size_t errlen)
     return 0;
 }
 
-/* Checkpoints a WAL whose records are all durable, then fsyncs the file off
- * the loop and gives back the journal pin. */
-static void checkpoint(struct rt_shard *s, struct rt_actor *a)
+/* Moves a WAL whose records are all durable into the database file: that
+ * bounds WAL memory. It does not fsync: the journal keeps the records until
+ * the file is fsync'd (sync_and_unpin), which is needed only when the pin
+ * holds back an old journal segment, or when the database closes. */
+static bool checkpoint(struct rt_shard *s, struct rt_actor *a)
 {
     int log = 0, done = 0;
     int rc = sqlite3_wal_checkpoint_v2(a->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
     if (rc != SQLITE_OK || done < log) {
         RT_WARN("msg=\"checkpoint incomplete\" shard=%u object=%s/%s frames=%d done=%d err=\"%s\"", s->id,
                 a->cls->cls->name, a->name, log, done, sqlite3_errmsg(a->db));
-        return;
+        return false;
     }
     a->wal_total = 0;
-    sync_and_unpin(s, a);
+    return true;
 }
 
-static bool wants_checkpoint(const struct rt_actor *a)
+static bool pin_is_old(const struct rt_actor *a)
 {
-    if (a->db == NULL || a->durable_lsn < a->committed_lsn || a->wal_total == 0)
-        return false;
-    /* A big WAL, or records holding an old journal segment. */
-    return a->wal_total >= WAL_CHECKPOINT_FRAMES ||
-           (a->pin != NO_PIN && rt_host.journal != NULL && repl_journal_segment(rt_host.journal) > a->pin + 1);
+    return a->pin != NO_PIN && rt_host.journal != NULL && repl_journal_segment(rt_host.journal) > a->pin + 1;
+}
+
+/* Each shard's in-memory WALs share a budget: the more objects are open, the
+ * sooner each one checkpoints. */
+static int wal_frames_max(const struct rt_shard *s)
+{
+    size_t open = s->actors->nopen > 0 ? s->actors->nopen : 1;
+    size_t frames = WAL_SHARD_BUDGET_BYTES / open / (4096 + 24);
+    return frames < WAL_FRAMES_MIN ? WAL_FRAMES_MIN : frames > WAL_FRAMES_MAX ? WAL_FRAMES_MAX : (int)frames;
+}
+
+/* After a record became durable: checkpoint and fsync when due. */
+static void maintain(struct rt_shard *s, struct rt_actor *a)
+{
+    if (a->db == NULL || a->durable_lsn < a->committed_lsn)
+        return;
+    bool old = pin_is_old(a);
+    if (a->wal_total > 0 && (old || a->wal_total >= wal_frames_max(s)) && !checkpoint(s, a))
+        return;
+    if (old && a->wal_total == 0)
+        sync_and_unpin(s, a);
 }
 
 static void evict(struct rt_shard *s, struct rt_actor *a)
@@ -490,8 +512,7 @@ void rt_actor_durable(struct rt_shard *s, struct rt_actor *a, uint64_t lsn)
     if (lsn > a->durable_lsn)
         a->durable_lsn = lsn;
     gate_release(s, a);
-    if (wants_checkpoint(a))
-        checkpoint(s, a);
+    maintain(s, a);
     if (a->db == NULL)
         maybe_free(s->actors, a);
 }
