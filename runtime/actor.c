@@ -352,38 +352,64 @@ static int db_open(struct rt_shard *s, struct rt_actor *a, char *err, size_t err
     return 0;
 }
 
+/* 1: the identity rows match; 0: they are missing; -1: they name another
+ * object. Reading needs no write: a read-only first event stays read-only. */
+static int meta_read(struct rt_actor *a)
+{
+    sqlite3_stmt *st = NULL;
+    int rv = 0;
+    if (sqlite3_prepare_v2(a->db,
+                           "SELECT (SELECT value FROM _dobj_meta WHERE key = 'class'),"
+                           " (SELECT value FROM _dobj_meta WHERE key = 'name')",
+                           -1, &st, NULL) != SQLITE_OK)
+        return 0; /* no table yet */
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        const char *c = (const char *)sqlite3_column_text(st, 0);
+        const void *n = sqlite3_column_blob(st, 1);
+        size_t nlen = (size_t)sqlite3_column_bytes(st, 1);
+        rv = c != NULL && strcmp(c, a->cls->cls->name) == 0 && n != NULL && nlen == a->name_len &&
+                     memcmp(n, a->name, nlen) == 0
+                 ? 1
+                 : -1;
+    }
+    sqlite3_finalize(st);
+    return rv;
+}
+
 /* Inside the event's transaction: records the object's identity in the
- * database, and refuses a file that belongs to another object. */
+ * database the first time, and refuses a file that belongs to another
+ * object. */
 static int meta_check(struct rt_actor *a, char *err, size_t errlen)
 {
-    static const char sql[] = "CREATE TABLE IF NOT EXISTS _dobj_meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
-                              "INSERT OR IGNORE INTO _dobj_meta VALUES('class', ?1), ('name', ?2), ('lsn', 0);"
-                              "SELECT (SELECT value FROM _dobj_meta WHERE key='class') = ?1"
-                              " AND (SELECT value FROM _dobj_meta WHERE key='name') = ?2;";
-    const char *tail = sql;
-    int ok = 0, rc = SQLITE_OK;
-    while (rc == SQLITE_OK && *tail != '\0') {
+    int m = meta_read(a);
+    if (m == 0) {
         sqlite3_stmt *st = NULL;
-        rc = sqlite3_prepare_v2(a->db, tail, -1, &st, &tail);
-        if (rc != SQLITE_OK || st == NULL)
-            break;
-        if (sqlite3_bind_parameter_count(st) >= 2) {
+        int rc = sqlite3_exec(a->db, "CREATE TABLE IF NOT EXISTS _dobj_meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID",
+                              NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_prepare_v2(a->db, "INSERT OR IGNORE INTO _dobj_meta VALUES('class', ?1), ('name', ?2), "
+                                           "('lsn', 0)", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
             sqlite3_bind_text(st, 1, a->cls->cls->name, -1, SQLITE_STATIC);
             sqlite3_bind_text(st, 2, a->name, (int)a->name_len, SQLITE_STATIC);
+            rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(a->db);
         }
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-            ok = sqlite3_column_int(st, 0);
-        rc = sqlite3_finalize(st);
+        sqlite3_finalize(st);
+        if (rc != SQLITE_OK) {
+            snprintf(err, errlen, "can not write the object's metadata: %s", sqlite3_errmsg(a->db));
+            return DOBJ_ESQLITE;
+        }
+        m = meta_read(a);
     }
-    if (rc == SQLITE_OK && a->stamp == NULL)
-        rc = sqlite3_prepare_v2(a->db, "UPDATE _dobj_meta SET value = ?1 WHERE key = 'lsn'", -1, &a->stamp, NULL);
-    if (rc != SQLITE_OK) {
-        snprintf(err, errlen, "can not read the object's metadata: %s", sqlite3_errmsg(a->db));
-        return DOBJ_ESQLITE;
-    }
-    if (!ok) {
+    if (m < 0) {
         snprintf(err, errlen, "the database file belongs to another object");
         return DOBJ_EIO;
+    }
+    if (a->stamp == NULL &&
+        sqlite3_prepare_v2(a->db, "UPDATE _dobj_meta SET value = ?1 WHERE key = 'lsn'", -1, &a->stamp, NULL) !=
+            SQLITE_OK) {
+        snprintf(err, errlen, "can not read the object's metadata: %s", sqlite3_errmsg(a->db));
+        return DOBJ_ESQLITE;
     }
     return 0;
 }

@@ -4,6 +4,7 @@ server binary, raw HTTP, WebSocket and sqlite3-CLI helpers.
 Every connection goes to 127.0.0.1. Every wait is bounded.
 """
 
+import hashlib
 import http.client
 import json
 import os
@@ -11,6 +12,8 @@ import re
 import select
 import signal
 import socket
+import sqlite3
+import struct
 import subprocess
 import time
 import urllib.parse
@@ -188,6 +191,27 @@ class Server:
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def run_to_exit(self, timeout=START_TIMEOUT * 2):
+        """Runs `dobj serve` with this server's arguments, expecting it to exit
+        by itself (a refused start). Returns (status, stdout, stderr) as text.
+        Fails the test if it still runs after `timeout` (it is killed then)."""
+        require_build([self.binary])
+        try:
+            r = subprocess.run(self.argv(), cwd=str(REPO), stdin=subprocess.DEVNULL,
+                               capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            out = (e.stderr or b"").decode("utf-8", "replace")
+            pytest.fail(f"dobj serve did not exit within {timeout:.0f}s (expected it to refuse to start)\n"
+                        f"command: {' '.join(self.argv())}\nstderr:\n{out[-4000:]}", pytrace=False)
+        return (r.returncode, r.stdout.decode("utf-8", "replace"),
+                r.stderr.decode("utf-8", "replace"))
+
+    def metrics(self):
+        """GET /_metrics as {name: value} (Prometheus text, no labels)."""
+        r = self.get("/_metrics")
+        assert r.status_code == 200, f"GET /_metrics: {r.status_code} {r.text[:200]}"
+        return parse_metrics(r.text)
 
     def log_text(self):
         try:
@@ -456,3 +480,102 @@ def wait_until(pred, timeout, interval=0.05):
         if v or time.monotonic() >= deadline:
             return v
         time.sleep(interval)
+
+
+# -- the host journal and object files -----------------------------------------
+
+def parse_metrics(text):
+    out = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        out[name.strip()] = float(value)
+    return out
+
+
+def object_path(data_dir, cls, name):
+    """DATA/objects/<2 hex>/<32 hex>.db of class/name (first 16 bytes of
+    SHA-256("class/name") in hex)."""
+    h = hashlib.sha256(f"{cls}/{name}".encode("utf-8")).hexdigest()[:32]
+    return Path(data_dir) / "objects" / h[:2] / f"{h}.db"
+
+
+def remove_db(path):
+    """Deletes an object file and its -wal and -shm (those that exist)."""
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            os.unlink(str(path) + suffix)
+        except FileNotFoundError:
+            pass
+
+
+SEGMENT_HEADER_BYTES = 32
+BATCH_HEADER_BYTES = 32
+SEGMENT_MAGIC = b"DJS1"
+BATCH_MAGIC = b"DJB1"
+
+
+def journal_segments(data_dir):
+    """The journal's segment files (DATA/journal/<16 hex>.log), in order."""
+    d = Path(data_dir) / "journal"
+    segs = [p for p in d.glob("*.log") if re.fullmatch(r"[0-9a-f]{16}\.log", p.name)] if d.is_dir() else []
+    return sorted(segs, key=lambda p: int(p.stem, 16))
+
+
+class Batch:
+    def __init__(self, offset, clen, ulen, nrecords, seq):
+        self.offset = offset          # of the batch header in its segment
+        self.clen = clen              # compressed payload bytes
+        self.ulen = ulen
+        self.nrecords = nrecords
+        self.seq = seq
+
+    @property
+    def payload(self):
+        return self.offset + BATCH_HEADER_BYTES
+
+    @property
+    def end(self):
+        return self.offset + BATCH_HEADER_BYTES + self.clen
+
+    def __repr__(self):
+        return (f"<Batch @{self.offset} c={self.clen} u={self.ulen} "
+                f"records={self.nrecords} seq={self.seq}>")
+
+
+def journal_batches(segment):
+    """Walks a segment's batch headers (journal.c's format; checksums are not
+    verified). Returns (batches, end of the last whole batch)."""
+    data = Path(segment).read_bytes()
+    assert len(data) >= SEGMENT_HEADER_BYTES and data[:4] == SEGMENT_MAGIC, \
+        f"{segment}: no segment header ({data[:8]!r})"
+    off, out = SEGMENT_HEADER_BYTES, []
+    while off + BATCH_HEADER_BYTES <= len(data):
+        magic, clen, ulen, n, seq = struct.unpack_from("<4sIIIQ", data, off)
+        if magic != BATCH_MAGIC or off + BATCH_HEADER_BYTES + clen > len(data):
+            break
+        out.append(Batch(off, clen, ulen, n, seq))
+        off += BATCH_HEADER_BYTES + clen
+    return out, off
+
+
+def read_db(path, queries):
+    """Runs {key: sql} read-only on a stopped server's object file (immutable:
+    the main file exactly as it is, no -wal). A query failing with "no such
+    table" gives None. Returns {key: [rows]}."""
+    path = Path(path)
+    out = {}
+    con = sqlite3.connect(f"file:{path}?immutable=1", uri=True, timeout=5)
+    try:
+        for k, sql in queries.items():
+            try:
+                out[k] = con.execute(sql).fetchall()
+            except sqlite3.OperationalError as e:
+                if "no such table" not in str(e):
+                    raise
+                out[k] = None
+    finally:
+        con.close()
+    return out

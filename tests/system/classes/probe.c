@@ -18,6 +18,13 @@
  *                                   start/end timestamps in microseconds
  *   GET    /probe/<n>/activations   200 {"activations": N}: how many times
  *                                   on_activate ran (and committed) so far
+ *   POST   /probe/<n>/multi?k=K&count=C[&pad=P]
+ *                                   inserts C rows (ids K-0 .. K-(C-1), group K,
+ *                                   each with P random bytes, 0-65536, default
+ *                                   0) into table multi in one event; 200
+ *                                   {"ok":true,"k":K,"count":C}. C is 1-10000.
+ *   GET    /probe/<n>/multi         200 {"groups": {K: rows, ...}} ({} when the
+ *                                   table does not exist; never writes)
  *
  * WebSockets: every message is echoed back prefixed with "echo:" (same kind);
  * the text message "count" gets the number of the object's open sockets
@@ -209,6 +216,68 @@ static int do_activations(dobj_ctx *ctx)
     return 0;
 }
 
+/* Parses a decimal parameter within [lo, hi]; -1 if absent or invalid. */
+static long long param_int(dobj_ctx *ctx, const char *key, long long lo, long long hi, long long dflt)
+{
+    const char *s = dobj_req_param(ctx, key);
+    if (s == NULL || *s == '\0')
+        return dflt;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < lo || v > hi)
+        return -1;
+    return v;
+}
+
+static int do_multi(dobj_ctx *ctx, const char *method)
+{
+    int rc;
+    if (strcmp(method, "GET") == 0) {
+        int64_t exists = 0;
+        const char *rows = NULL;
+        rc = dobj_query_int(ctx, &exists, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'multi'",
+                            NULL);
+        if (rc != 0)
+            return dobj_fail(ctx, "probe: multi lookup failed: %s", dobj_errmsg(ctx));
+        if (exists == 0) {
+            dobj_res_json(ctx, 200, "{\"groups\":{}}");
+            return 0;
+        }
+        rc = dobj_query_text(ctx, &rows,
+                             "SELECT coalesce(json_group_object(grp, n), '{}') FROM"
+                             " (SELECT grp, count(*) AS n FROM multi GROUP BY grp ORDER BY grp)",
+                             NULL);
+        if (rc != 0)
+            return dobj_fail(ctx, "probe: multi read failed: %s", dobj_errmsg(ctx));
+        dobj_res_json(ctx, 200, "{\"groups\":%s}", rows);
+        return 0;
+    }
+    if (strcmp(method, "POST") != 0) {
+        dobj_res_header(ctx, "allow", "GET, POST");
+        return json_error(ctx, 405, "probe: multi accepts GET and POST");
+    }
+    const char *k = dobj_req_param(ctx, "k");
+    long long count = param_int(ctx, "count", 1, 10000, -1);
+    long long pad = param_int(ctx, "pad", 0, 65536, 0);
+    if (k == NULL || *k == '\0' || count < 0 || pad < 0)
+        return json_error(ctx, 400, "probe: multi needs k=K, count=1..10000 and optionally pad=0..65536");
+    rc = dobj_exec(ctx,
+                   "CREATE TABLE IF NOT EXISTS multi(id TEXT PRIMARY KEY, grp TEXT NOT NULL, i INTEGER NOT NULL,"
+                   " pad BLOB)",
+                   NULL);
+    if (rc != 0)
+        return dobj_fail(ctx, "probe: creating table multi failed: %s", dobj_errmsg(ctx));
+    for (long long i = 0; i < count; i++) {
+        rc = dobj_exec(ctx, "INSERT INTO multi(id, grp, i, pad) VALUES(?1 || '-' || ?2, ?1, ?2, randomblob(?3))",
+                       "tii", k, (int64_t)i, (int64_t)pad);
+        if (rc != 0)
+            return dobj_fail(ctx, "probe: multi insert %lld failed: %s", i, dobj_errmsg(ctx));
+    }
+    dobj_res_json(ctx, 200, "{\"ok\":true,\"k\":%s,\"count\":%lld}", dobj_json_str(ctx, k), count);
+    return 0;
+}
+
 static int fetch(dobj_ctx *ctx)
 {
     const char *method = dobj_req_method(ctx);
@@ -232,6 +301,8 @@ static int fetch(dobj_ctx *ctx)
         return do_sleep(ctx);
     if (strcmp(path, "/activations") == 0)
         return do_activations(ctx);
+    if (strcmp(path, "/multi") == 0)
+        return do_multi(ctx, method);
     return json_error(ctx, 404, dobj_sprintf(ctx, "probe: no route for %s %s", method, path));
 }
 
