@@ -446,7 +446,9 @@ int repl_journal_open(struct repl_journal **out, const struct repl_journal_confi
         j->uring_ok = rv == 0;
         if (!j->uring_ok)
             repl_logf(1, "msg=\"io_uring is not available: the journal uses pwrite and fdatasync\" err=\"%s\"",
-                  strerror(-rv));
+                      strerror(-rv));
+    } else {
+        repl_logf(2, "msg=\"io_uring turned off: the journal uses pwrite and fdatasync\"");
     }
     if (pthread_create(&j->thread, NULL, journal_main, j) != 0) {
         snprintf(err, errlen, "journal: can not start its thread");

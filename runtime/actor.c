@@ -15,23 +15,23 @@
  * committed lsn, and leaves in order once that lsn is durable. The actor does
  * not wait: the next event runs at once.
  *
- * Checkpoints are the runtime's (SQLite's auto-checkpoint is off): only when
- * every record in the WAL is durable, so the database file never holds a
- * write the journal could lose. Once the file is also fsync'd, the actor
- * gives back its pin on the journal segment holding its oldest record.
+ * The WAL lives in memory (wal/memvfs.c). Checkpoints are the runtime's
+ * (SQLite's auto-checkpoint is off): only when every record in the WAL is
+ * durable, so the database file never holds a write the journal could lose.
+ * Once the file is also fsync'd, the actor gives back its pin on the journal
+ * segment holding its oldest record.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "runtime.h"
 #include "wal.h"
 
-/* The runtime checkpoints the WAL itself once it holds this many frames. */
 /* In-memory WAL bounds (wal/memvfs.c): per shard, and per object. */
 #define WAL_SHARD_BUDGET_BYTES (64u << 20)
 #define WAL_FRAMES_MIN 16
@@ -672,8 +672,6 @@ static int step_reset(sqlite3_stmt *st)
     return rc;
 }
 
-/* Runs the handler inside the event's transaction. Returns the handler's
- * result; *sysfail is set (into buf) when the runtime itself failed. */
 /* The commit just made becomes record committed_lsn + 1 on its way to the
  * durability point. A commit that can not be captured can never be made
  * durable, and nothing may be acknowledged after it: the process stops, and
@@ -711,6 +709,8 @@ static int stamp_lsn(struct rt_actor *a, char *buf, size_t buflen)
     return DOBJ_ESQLITE;
 }
 
+/* Runs the handler inside the event's transaction. Returns the handler's
+ * result; *sysfail is set (into buf) when the runtime itself failed. */
 static int run_txn(struct rt_shard *s, struct rt_actor *a, struct dobj_ctx *ctx, struct rt_event *e,
                    struct dobj_ws *ws, const char **sysfail, char *buf, size_t buflen)
 {

@@ -190,7 +190,12 @@ int dobj_fail_status(dobj_ctx *ctx, int status, const char *fmt, ...) __attribut
  * ------------------------------------------------------------------------- */
 
 /* The object's database, open and inside the event's transaction. Borrowed:
- * never close it, never keep it past the handler. */
+ * never close it, never keep it past the handler. The connection's settings
+ * belong to the runtime, which builds durability on them: do not call
+ * sqlite3_wal_hook, sqlite3_wal_checkpoint*, sqlite3_set_authorizer,
+ * sqlite3_db_config or sqlite3_close on it. Statements a handler prepares
+ * itself should be finalized before it returns; leftovers are finalized when
+ * the database closes. */
 struct sqlite3 *dobj_db(dobj_ctx *ctx);
 
 /* The last error of a dobj_* SQL helper or of the runtime's authorizer, as a
