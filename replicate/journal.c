@@ -417,10 +417,9 @@ void repl_journal_stats(struct repl_journal *j, struct repl_stats *out)
     out->bytes_in = atomic_load(&j->n_bytes_in);
     out->bytes_written = atomic_load(&j->n_bytes_written);
     out->segment = atomic_load(&j->current);
-    out->segments_live = 0;
 }
 
-int repl_journal_open(struct repl_journal **out, const struct repl_journal_config *cfg, uint32_t first_segment,
+int repl_journal_create(struct repl_journal **out, const struct repl_journal_config *cfg, uint32_t first_segment,
                       char *err, size_t errlen)
 {
     struct repl_journal *j = sdk_xcalloc(1, sizeof(*j));
@@ -471,13 +470,17 @@ fail_dir:
     return -EIO;
 }
 
-void repl_journal_close(struct repl_journal *j)
+void repl_journal_stop(struct repl_journal *j)
 {
     atomic_store(&j->stopping, true);
     uint64_t one = 1;
     ssize_t rc = write(j->efd, &one, sizeof(one));
     (void)rc;
     pthread_join(j->thread, NULL);
+}
+
+void repl_journal_destroy(struct repl_journal *j)
+{
     if (j->uring_ok)
         io_uring_queue_exit(&j->ring);
     ZSTD_freeCCtx(j->zc);

@@ -56,7 +56,6 @@ struct repl_stats {
     uint64_t bytes_in;      /* record bytes */
     uint64_t bytes_written; /* compressed batch bytes */
     uint32_t segment;       /* current segment number */
-    uint32_t segments_live;
 };
 
 /* Where the journal's few log lines go (level 0 error, 1 warn, 2 info); set
@@ -68,7 +67,7 @@ void repl_logf(int level, const char *fmt, ...) __attribute__((format(printf, 2,
 
 /* Creates the journal in cfg->dir (which recovery has emptied) and starts its
  * thread. The first segment is numbered `first_segment`. */
-int repl_journal_open(struct repl_journal **out, const struct repl_journal_config *cfg, uint32_t first_segment,
+int repl_journal_create(struct repl_journal **out, const struct repl_journal_config *cfg, uint32_t first_segment,
                       char *err, size_t errlen);
 /* Queues an entry; thread-safe, never blocks on I/O. */
 void repl_journal_submit(struct repl_journal *j, struct repl_entry *e);
@@ -76,8 +75,11 @@ void repl_journal_submit(struct repl_journal *j, struct repl_entry *e);
 void repl_journal_release(struct repl_journal *j, uint32_t segment);
 uint32_t repl_journal_segment(struct repl_journal *j);
 void repl_journal_stats(struct repl_journal *j, struct repl_stats *out);
-/* Writes what is queued, stops the thread, closes the files. */
-void repl_journal_close(struct repl_journal *j);
+/* Writes what is queued and stops the thread: every submitted entry has had
+ * its done callback. Release, segment and stats still work after it. */
+void repl_journal_stop(struct repl_journal *j);
+/* Closes the files and frees the journal: once no thread uses it. */
+void repl_journal_destroy(struct repl_journal *j);
 
 /*
  * Recovery: reads every segment of `dir` in order and calls on_record for each

@@ -60,6 +60,8 @@ struct rt_actor {
     struct wal_capture cap;
     struct sdk_stmt_cache stmts;
     uint32_t pin; /* journal segment of the oldest record not in the fsync'd file */
+    bool new_file; /* created by this process: its directory entry needs an fsync too */
+    bool committing; /* the runtime's COMMIT is running: the only commit allowed */
 
     uint64_t committed_lsn;
     uint64_t durable_lsn;
@@ -168,6 +170,11 @@ static void lru_push_front(struct rt_actors *t, struct rt_actor *a)
 
 /* ---- the WAL ------------------------------------------------------------ */
 
+/* Only the runtime's COMMIT may commit. A handler's statement can end the
+ * event's transaction early (INSERT OR ROLLBACK, RAISE(ROLLBACK)); a write
+ * after that would commit on its own, outside any record. */
+static int on_commit(void *arg) { return ((struct rt_actor *)arg)->committing ? 0 : 1; }
+
 static int on_wal(void *arg, sqlite3 *db, const char *dbname, int frames)
 {
     (void)db;
@@ -192,50 +199,57 @@ static int mkdir_p(char *path)
 
 /* ---- fsync of a database file, off the loop ------------------------------ */
 
-/* Once `path` is fsync'd, the journal segment pin `segment` goes back. The
- * request owns everything it needs: the actor may be gone by then. */
+/* Once `path` is fsync'd (and, for a file created by this process, the
+ * directories that name it), the journal segment pin `segment` goes back.
+ * The request owns everything it needs: the actor may be gone by then. */
 struct file_sync {
-    uv_fs_t req;
-    uv_file fd;
+    uv_work_t req;
     uint32_t segment;
+    bool new_file;
+    int err; /* errno of the first failure */
     char path[];
 };
 
-static void sync_done(struct file_sync *f)
+static int fsync_path(const char *path, int flags)
 {
-    uv_fs_req_cleanup(&f->req);
-    rt_durable_release(f->segment);
-    free(f);
+    int fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    int err = fdatasync(fd) != 0 ? errno : 0;
+    close(fd);
+    return err;
 }
 
-static void on_sync_closed(uv_fs_t *req) { sync_done((struct file_sync *)req); }
-
-static void on_synced(uv_fs_t *req)
+/* On the thread pool: blocking is the point. */
+static void sync_work(uv_work_t *req)
 {
     struct file_sync *f = (struct file_sync *)req;
-    if (req->result < 0) {
-        /* The pin stays: recovery will replay those records. */
-        RT_ERROR("msg=\"fsync of a database failed; its journal records are kept\" file=%s err=\"%s\"", f->path,
-                 uv_strerror((int)req->result));
-        f->segment = UINT32_MAX;
-    }
-    uv_fs_req_cleanup(req);
-    uv_fs_close(req->loop, req, f->fd, on_sync_closed);
-}
-
-static void on_sync_open(uv_fs_t *req)
-{
-    struct file_sync *f = (struct file_sync *)req;
-    if (req->result < 0) {
-        RT_ERROR("msg=\"can not open a database to fsync it; its journal records are kept\" file=%s err=\"%s\"",
-                 f->path, uv_strerror((int)req->result));
-        uv_fs_req_cleanup(req);
-        free(f);
+    f->err = fsync_path(f->path, O_RDONLY);
+    if (f->err != 0 || !f->new_file)
         return;
+    /* DATA/objects/ab/<id>.db: its directory and that directory's parent. */
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", f->path);
+    for (int up = 0; up < 2 && f->err == 0; up++) {
+        char *slash = strrchr(dir, '/');
+        if (slash == NULL)
+            break;
+        *slash = '\0';
+        f->err = fsync_path(dir, O_RDONLY | O_DIRECTORY);
     }
-    f->fd = (uv_file)req->result;
-    uv_fs_req_cleanup(req);
-    uv_fs_fdatasync(req->loop, req, f->fd, on_synced);
+}
+
+static void sync_after(uv_work_t *req, int status)
+{
+    struct file_sync *f = (struct file_sync *)req;
+    if (status != 0 || f->err != 0)
+        /* The pin stays, and with it the records: recovery replays them. The
+         * journal can not drop that segment until the next start. */
+        RT_ERROR("msg=\"fsync of a database failed; its journal records are kept\" file=%s err=\"%s\"", f->path,
+                 status != 0 ? uv_strerror(status) : strerror(f->err));
+    else
+        rt_durable_release(f->segment);
+    free(f);
 }
 
 /* Fsyncs the actor's file on the thread pool, then gives back its pin. */
@@ -247,13 +261,14 @@ static void sync_and_unpin(struct rt_shard *s, struct rt_actor *a)
     struct file_sync *f = sdk_xcalloc(1, sizeof(*f) + n + 1);
     memcpy(f->path, a->path, n + 1);
     f->segment = a->pin;
+    f->new_file = a->new_file;
     a->pin = NO_PIN;
-    uv_fs_open(&s->loop, &f->req, f->path, O_RDONLY | O_CLOEXEC, 0, on_sync_open);
+    a->new_file = false;
+    uv_queue_work(&s->loop, &f->req, sync_work, sync_after);
 }
 
-void rt_actor_pin(struct rt_shard *s, struct rt_actor *a, uint32_t segment)
+void rt_actor_pin(struct rt_actor *a, uint32_t segment)
 {
-    (void)s;
     if (a->pin == NO_PIN)
         a->pin = segment;
     else
@@ -262,8 +277,11 @@ void rt_actor_pin(struct rt_shard *s, struct rt_actor *a, uint32_t segment)
 
 /* ---- activation -------------------------------------------------------- */
 
-static void db_close(struct rt_actor *a)
+/* Closes the database; false if SQLite could not (a handler left a blob
+ * handle open): the connection is left to SQLite as a zombie. */
+static bool db_close(struct rt_actor *a)
 {
+    bool ok = true;
     sqlite3_finalize(a->begin);
     sqlite3_finalize(a->commit);
     sqlite3_finalize(a->rollback);
@@ -276,13 +294,16 @@ static void db_close(struct rt_actor *a)
         sqlite3_stmt *st;
         while ((st = sqlite3_next_stmt(a->db, NULL)) != NULL)
             sqlite3_finalize(st);
-        /* A clean close checkpoints the WAL into the database file. */
-        if (sqlite3_close(a->db) != SQLITE_OK)
+        if (sqlite3_close(a->db) != SQLITE_OK) {
             RT_ERROR("msg=\"close failed\" object=%s/%s err=\"%s\"", a->cls->cls->name, a->name,
                      sqlite3_errmsg(a->db));
+            sqlite3_close_v2(a->db);
+            ok = false;
+        }
         wal_capture_close(&a->cap);
     }
     a->db = NULL;
+    return ok;
 }
 
 static int64_t read_lsn(struct rt_actor *a)
@@ -313,6 +334,8 @@ static int db_open(struct rt_shard *s, struct rt_actor *a, char *err, size_t err
                               "restore it from a backup", broken);
         return DOBJ_EIO;
     }
+    if (access(a->path, F_OK) != 0)
+        a->new_file = true;
     if (mkdir_p(a->path) != 0) {
         snprintf(err, errlen, "can not create the directory of %s: %s", a->path, strerror(errno));
         return DOBJ_EIO;
@@ -323,7 +346,7 @@ static int db_open(struct rt_shard *s, struct rt_actor *a, char *err, size_t err
      * WAL of the "dobj" VFS needs (wal/memvfs.c). */
     snprintf(pragmas, sizeof(pragmas),
              "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; "
-             "PRAGMA foreign_keys=ON;",
+             "PRAGMA journal_size_limit=1048576; PRAGMA foreign_keys=ON;",
              rt_durable_sqlite_synchronous());
     int rc = sqlite3_open_v2(a->path, &a->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                              WAL_VFS_NAME);
@@ -344,6 +367,7 @@ static int db_open(struct rt_shard *s, struct rt_actor *a, char *err, size_t err
     wal_capture_init(&a->cap, a->path, a->db);
     /* Our hook replaces SQLite's auto-checkpoint: checkpoints are ours. */
     sqlite3_wal_hook(a->db, on_wal, a);
+    sqlite3_commit_hook(a->db, on_commit, a);
     a->running = NULL;
     sqlite3_set_authorizer(a->db, sdk_authorizer, &a->running);
     a->committed_lsn = a->durable_lsn = (uint64_t)read_lsn(a);
@@ -457,13 +481,23 @@ static void maintain(struct rt_shard *s, struct rt_actor *a)
         sync_and_unpin(s, a);
 }
 
-static void evict(struct rt_shard *s, struct rt_actor *a)
+/* Closes an actor's database once its WAL is entirely in the file; false if
+ * it had to stay open. Only a complete checkpoint, checked, may precede the
+ * fsync that lets the journal drop the records: the WAL is in memory. */
+static bool evict(struct rt_shard *s, struct rt_actor *a)
 {
     struct rt_actors *t = s->actors;
-    db_close(a);
-    sync_and_unpin(s, a);
+    if (a->wal_total > 0 && !checkpoint(s, a))
+        return false;
+    if (db_close(a)) {
+        sync_and_unpin(s, a);
+    } else {
+        /* The records stay in the journal for good: the next start replays. */
+        a->pin = NO_PIN;
+    }
     lru_unlink(t, a);
     t->nopen--;
+    return true;
 }
 
 /* Frees an actor that holds nothing any more. */
@@ -476,16 +510,16 @@ static void maybe_free(struct rt_actors *t, struct rt_actor *a)
 /* An actor can close its database once nothing waits on its records. */
 static bool evictable(const struct rt_actor *a) { return a->gate_head == NULL && a->durable_lsn >= a->committed_lsn; }
 
-static void enforce_open_bound(struct rt_shard *s)
+/* Closes least recently used databases beyond the bound; never `current`,
+ * whose event is still being finished. */
+static void enforce_open_bound(struct rt_shard *s, struct rt_actor *current)
 {
     struct rt_actors *t = s->actors;
     struct rt_actor *a = t->lru_tail;
     while (t->nopen > s->config->max_open && a != NULL) {
         struct rt_actor *prev = a->lru_prev;
-        if (evictable(a)) {
-            evict(s, a);
+        if (a != current && evictable(a) && evict(s, a))
             maybe_free(t, a);
-        }
         a = prev;
     }
 }
@@ -498,10 +532,8 @@ static void on_idle_timer(uv_timer_t *h)
     struct rt_actor *a = t->lru_tail;
     while (a != NULL && a->last_used_us <= cutoff) {
         struct rt_actor *prev = a->lru_prev;
-        if (evictable(a)) {
-            evict(s, a);
+        if (evictable(a) && evict(s, a))
             maybe_free(t, a);
-        }
         a = prev;
     }
     /* An in-memory WAL of an object that went quiet goes into its file: WAL
@@ -732,13 +764,22 @@ static int run_txn(struct rt_shard *s, struct rt_actor *a, struct dobj_ctx *ctx,
     if (rv == 0)
         rv = sdk_ctx_unwind_txn(ctx);
     a->running = NULL;
+    if (rv == 0 && sqlite3_get_autocommit(a->db)) {
+        snprintf(buf, buflen, "SQLite rolled back the event's transaction during the handler (ON CONFLICT ROLLBACK, "
+                              "RAISE(ROLLBACK), or an error such as a full database)%s%s: the event fails",
+                 ctx->errmsg[0] != '\0' ? "; last error: " : "", ctx->errmsg);
+        *sysfail = buf;
+        rv = DOBJ_ESTATE;
+    }
     if (rv == 0 && (rv = stamp_lsn(a, buf, buflen)) != 0)
         *sysfail = buf;
+    a->committing = true;
     if (rv == 0 && step_reset(a->commit) != SQLITE_DONE) {
         snprintf(buf, buflen, "can not commit the event's transaction: %s", sqlite3_errmsg(a->db));
         *sysfail = buf;
         rv = DOBJ_ESQLITE;
     }
+    a->committing = false;
     if (rv != 0) {
         if (sqlite3_get_autocommit(a->db) == 0)
             step_reset(a->rollback);
@@ -875,7 +916,7 @@ void rt_actors_on_event(struct rt_shard *s, struct rt_event *e)
     } else {
         run_event(s, a, e);
     }
-    enforce_open_bound(s);
+    enforce_open_bound(s, a);
     maybe_free(t, a);
     if (reserved)
         rt_shard_event_done(s);

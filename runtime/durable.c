@@ -12,12 +12,6 @@
 
 #include "runtime.h"
 
-/* What the runtime keeps with each record on its way through the journal. */
-struct durable_entry {
-    struct repl_entry e;
-    struct rt_actor *actor;
-};
-
 static void on_journal_done(void *arg, unsigned route, struct repl_entry *list)
 {
     (void)arg;
@@ -42,26 +36,31 @@ int rt_durable_start(struct rt_config *c, uint32_t first_segment, char *err, siz
         .done_cb = on_journal_done,
         .done_arg = NULL,
     };
-    return repl_journal_open(&rt_host.journal, &jc, first_segment, err, errlen);
+    return repl_journal_create(&rt_host.journal, &jc, first_segment, err, errlen);
 }
 
 void rt_durable_stop(void)
 {
     if (rt_host.journal != NULL)
-        repl_journal_close(rt_host.journal);
+        repl_journal_stop(rt_host.journal);
+}
+
+void rt_durable_destroy(void)
+{
+    if (rt_host.journal != NULL)
+        repl_journal_destroy(rt_host.journal);
     rt_host.journal = NULL;
 }
 
 void rt_durable_submit(struct rt_shard *s, struct rt_actor *a, uint64_t lsn, uint8_t *rec, size_t len)
 {
-    struct durable_entry *d = sdk_xcalloc(1, sizeof(*d));
-    d->e.route = s->id;
-    d->e.owner = a;
-    d->e.lsn = lsn;
-    d->e.data = rec;
-    d->e.len = len;
-    d->actor = a;
-    repl_journal_submit(rt_host.journal, &d->e);
+    struct repl_entry *e = sdk_xcalloc(1, sizeof(*e));
+    e->route = s->id;
+    e->owner = a;
+    e->lsn = lsn;
+    e->data = rec;
+    e->len = len;
+    repl_journal_submit(rt_host.journal, e);
 }
 
 void rt_durable_on_msg(struct rt_shard *s, struct rt_durable_msg *m)
@@ -70,11 +69,10 @@ void rt_durable_on_msg(struct rt_shard *s, struct rt_durable_msg *m)
     free(m);
     while (e != NULL) {
         struct repl_entry *next = e->next;
-        struct durable_entry *d = (struct durable_entry *)e;
-        rt_actor_pin(s, d->actor, e->segment);
-        rt_actor_durable(s, d->actor, e->lsn);
+        rt_actor_pin(e->owner, e->segment);
+        rt_actor_durable(s, e->owner, e->lsn);
         free(e->data);
-        free(d);
+        free(e);
         e = next;
     }
 }

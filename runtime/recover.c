@@ -132,18 +132,23 @@ static int mkdir_parent(const char *path)
     return mkdir(dir, 0755) != 0 && errno != EEXIST ? -errno : 0;
 }
 
-/* The lsn stamped in a database file (no WAL: recovery dropped it). */
-static uint64_t file_lsn(const char *path)
+/* The lsn stamped in a database file (no WAL: recovery dropped it), 0 for a
+ * file without one, -1 if it can not be read: a crash during a checkpoint
+ * leaves pages of several (durable) states, which roll-forward repairs. */
+static int64_t file_lsn(const char *path)
 {
     char uri[4200];
     snprintf(uri, sizeof(uri), "file:%s?immutable=1", path);
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
-    uint64_t lsn = 0;
-    if (sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, "SELECT value FROM _dobj_meta WHERE key = 'lsn'", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        lsn = (uint64_t)sqlite3_column_int64(st, 0);
+    int64_t lsn = -1;
+    if (sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) == SQLITE_OK) {
+        int rc = sqlite3_prepare_v2(db, "SELECT value FROM _dobj_meta WHERE key = 'lsn'", -1, &st, NULL);
+        if (rc == SQLITE_OK)
+            lsn = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+        else if (strstr(sqlite3_errmsg(db), "no such table") != NULL && sqlite3_errcode(db) == SQLITE_ERROR)
+            lsn = 0;
+    }
     sqlite3_finalize(st);
     sqlite3_close(db);
     return lsn;
@@ -171,10 +176,14 @@ static int obj_gap(struct recovery *r, struct obj *o, const char *path, uint64_t
 static int obj_begin(struct recovery *r, struct obj *o, const struct wal_record *rec, const char *path)
 {
     o->first_lsn = rec->lsn;
-    o->state = OBJ_APPLYING;
+    if (!r->rebuild_pass)
+        o->state = OBJ_APPLYING;
     if (access(path, F_OK) == 0) {
-        o->file_lsn = r->rebuild_pass ? 0 : file_lsn(path);
-        return rec->lsn > o->file_lsn + 1 && !r->rebuild_pass ? obj_gap(r, o, path, o->file_lsn, rec->lsn) : 0;
+        if (r->rebuild_pass)
+            return 0;
+        int64_t have = file_lsn(path);
+        o->file_lsn = have > 0 ? (uint64_t)have : 0;
+        return have >= 0 && rec->lsn > (uint64_t)have + 1 ? obj_gap(r, o, path, (uint64_t)have, rec->lsn) : 0;
     }
     if (rec->lsn != 1)
         return obj_gap(r, o, path, 0, rec->lsn);

@@ -236,7 +236,7 @@ void rt_actor_durable(struct rt_shard *s, struct rt_actor *a, uint64_t lsn);
 
 /* The journal's segment pin a durable record hands to its actor; the actor
  * gives it back once its database file is checkpointed and fsync'd. */
-void rt_actor_pin(struct rt_shard *s, struct rt_actor *a, uint32_t segment);
+void rt_actor_pin(struct rt_actor *a, uint32_t segment);
 
 /* ---- durability (durable.c) -------------------------------------------- */
 
@@ -244,8 +244,10 @@ void rt_actor_pin(struct rt_shard *s, struct rt_actor *a, uint32_t segment);
 void rt_durable_init_logging(void);
 /* Opens the journal (after recovery); `first_segment` from rt_recover. */
 int rt_durable_start(struct rt_config *c, uint32_t first_segment, char *err, size_t errlen);
-/* Drains and closes the journal: every submitted record gets its answer. */
+/* Drains the journal: every submitted record gets its answer. */
 void rt_durable_stop(void);
+/* Frees it, once the shard threads are joined. */
+void rt_durable_destroy(void);
 /* Hands an event's encoded record (owned) with its lsn to the durability
  * point; rt_actor_durable() follows once it is durable. */
 void rt_durable_submit(struct rt_shard *s, struct rt_actor *a, uint64_t lsn, uint8_t *rec, size_t len);

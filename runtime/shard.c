@@ -236,6 +236,7 @@ int rt_host_run(struct rt_config *c)
     post_all(RT_MSG_FINISH);
     for (unsigned i = 0; i < c->shards; i++)
         uv_thread_join(&rt_host.shards[i].thread);
+    rt_durable_destroy();
     RT_INFO("msg=\"stopped\"");
     return 0;
 }

@@ -58,6 +58,10 @@ static int mem_write(sqlite3_file *f, const void *buf, int amt, sqlite3_int64 of
 {
     struct memfile *m = (struct memfile *)f;
     size_t end = (size_t)off + (size_t)amt;
+    /* A transaction that would not fit in one record fails here, as a full
+     * disk: its commit rolls back, and WAL memory stays bounded. */
+    if (end > WAL_MEM_BYTES_MAX)
+        return SQLITE_FULL;
     if (end > m->cap) {
         size_t cap = m->cap ? m->cap : 1 << 16;
         while (cap < end)
@@ -78,6 +82,12 @@ static int mem_truncate(sqlite3_file *f, sqlite3_int64 size)
     struct memfile *m = (struct memfile *)f;
     if ((size_t)size < m->size)
         m->size = (size_t)size;
+    /* journal_size_limit truncates a restarted WAL: give the memory back. */
+    if (m->cap > (1u << 20) && m->size * 2 < m->cap) {
+        size_t cap = m->size > (1u << 16) ? m->size : (1u << 16);
+        m->data = sdk_xrealloc(m->data, cap);
+        m->cap = cap;
+    }
     return SQLITE_OK;
 }
 

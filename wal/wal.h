@@ -21,8 +21,10 @@
 #define WAL_RECORD_TRAILER_BYTES 8
 #define WAL_PAGE_SIZE_MIN 512
 #define WAL_PAGE_SIZE_MAX 65536
-/* A record larger than this is refused (the event fails and rolls back). */
-#define WAL_RECORD_BYTES_MAX (256u << 20)
+/* A record larger than this is refused. The in-memory WAL refuses to grow
+ * past it (SQLITE_FULL), so such a transaction fails and rolls back. */
+#define WAL_RECORD_BYTES_MAX (64u << 20)
+#define WAL_MEM_BYTES_MAX (WAL_RECORD_BYTES_MAX - 4096)
 
 struct wal_page {
     uint32_t pgno;

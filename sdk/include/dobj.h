@@ -28,6 +28,9 @@
  *
  * Errors. Functions returning int give 0 on success or a negative DOBJ_E* code;
  * a failed call leaves its out-parameters untouched.
+ *
+ * Limits. One event's transaction may change at most 64 MB of pages; a write
+ * past that fails with SQLITE_FULL ("database or disk is full").
  */
 #ifndef DOBJ_H
 #define DOBJ_H
@@ -164,7 +167,7 @@ const void *dobj_req_body(dobj_ctx *ctx, size_t *len);
  * The response (fetch and ws_open)
  * ------------------------------------------------------------------------- */
 
-/* Sets the status (100-599; default 200 once a body is set, else 204). */
+/* Sets the status (200-599; default 200 once a body is set, else 204). */
 int dobj_res_status(dobj_ctx *ctx, int status);
 /* Adds a response header. DOBJ_EINVAL for a name or value with CR, LF or NUL. */
 int dobj_res_header(dobj_ctx *ctx, const char *name, const char *value);
@@ -242,7 +245,8 @@ int dobj_ws_send(dobj_ctx *ctx, dobj_ws *ws, int kind, const void *data, size_t 
 /* Sends to every open socket of the object carrying `tag` (NULL: all), except
  * `except` (may be NULL). Returns the number of sockets sent to. */
 int dobj_ws_broadcast(dobj_ctx *ctx, const char *tag, dobj_ws *except, int kind, const void *data, size_t len);
-/* Closes with a code (1000-4999) and a reason (at most 123 bytes). */
+/* Closes with a code (1000-1003, 1007-1014 or 3000-4999) and a reason (at most
+ * 123 bytes). */
 int dobj_ws_close(dobj_ctx *ctx, dobj_ws *ws, int code, const char *reason);
 /* Fills `out` with up to `max` open sockets carrying `tag` (NULL: all) and
  * returns how many the object has in all, which may exceed `max`. */

@@ -125,7 +125,8 @@ char *dobj_sprintf(dobj_ctx *ctx, const char *fmt, ...)
 
 int dobj_res_status(dobj_ctx *ctx, int status)
 {
-    if (status < 100 || status > 599)
+    /* A final status: 1xx are the server's (101 is the WebSocket upgrade). */
+    if (status < 200 || status > 599)
         return DOBJ_EINVAL;
     ctx->status = status;
     return 0;
@@ -295,9 +296,16 @@ int dobj_ws_broadcast(dobj_ctx *ctx, const char *tag, dobj_ws *except, int kind,
     return n;
 }
 
+/* Codes an endpoint may send (RFC 6455 7.4): 1004-1006 and 1015 are reserved,
+ * 1016-2999 belong to the protocol and its extensions. */
+static bool close_code_ok(int code)
+{
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
+}
+
 int dobj_ws_close(dobj_ctx *ctx, dobj_ws *ws, int code, const char *reason)
 {
-    if (ws == NULL || code < 1000 || code > 4999)
+    if (ws == NULL || !close_code_ok(code))
         return DOBJ_EINVAL;
     if (reason == NULL)
         reason = "";

@@ -183,3 +183,37 @@ def test_sleep_on_other_objects_still_answers(server):
     for t in threads:
         t.join(30)
     assert results == {f"sleeper-{i}": 200 for i in range(4)}
+
+
+def test_statement_that_rolls_back_the_event_fails_it(server):
+    """INSERT OR ROLLBACK ends the event's transaction early; a handler that
+    shrugs the error off and writes on must not get those writes committed on
+    their own (outside any record): the event fails and nothing stays."""
+    assert server.post("/probe/early/sql", data=b"CREATE TABLE IF NOT EXISTS t(k PRIMARY KEY, v)").status_code == 200
+    assert server.post("/probe/early/sql", data=b"INSERT INTO t VALUES(1, 'first')").status_code == 200
+    body = b"INSERT OR ROLLBACK INTO t VALUES(1, 'dup')\nINSERT INTO t VALUES(2, 'stray')"
+    r = server.post("/probe/early/each", data=body)
+    assert r.status_code == 500, r.text
+    assert "rolled back" in r.json()["error"], r.text
+    rows = server.post("/probe/early/query", data=b"SELECT k, v FROM t ORDER BY k").json()["rows"]
+    assert rows == [{"k": 1, "v": "first"}]
+    # And after a crash the object is where the acknowledged writes left it.
+    server.kill9()
+    server.start()
+    rows = server.post("/probe/early/query", data=b"SELECT k, v FROM t ORDER BY k").json()["rows"]
+    assert rows == [{"k": 1, "v": "first"}]
+
+
+def test_transaction_over_the_record_limit_fails_cleanly(server):
+    """A transaction changing more than 64 MB of pages fails with a clear error
+    (SQLITE_FULL from the in-memory WAL); the host goes on."""
+    server.post("/probe/big/sql", data=b"CREATE TABLE IF NOT EXISTS b(x)")
+    sql = (b"WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 70) "
+           b"INSERT INTO b SELECT zeroblob(1000000) FROM c")
+    r = server.post("/probe/big/sql", data=sql)
+    assert r.status_code == 500, r.text
+    assert "full" in r.json()["error"], r.text
+    assert server.alive()
+    assert server.post("/probe/big/sql", data=b"INSERT INTO b VALUES(1)").status_code == 200
+    n = server.post("/probe/big/query", data=b"SELECT count(*) AS n FROM b").json()["rows"]
+    assert n == [{"n": 1}]

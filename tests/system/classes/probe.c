@@ -9,6 +9,9 @@
  *   DELETE /probe/<n>/kv/<k>        200 {"ok":true}
  *   POST   /probe/<n>/fail?k=K&v=V  inserts (K,V), then fails the event (500)
  *   POST   /probe/<n>/sql           body = SQL run with dobj_exec(); 200 {"ok":true}
+ *   POST   /probe/<n>/each          body = statements, one per line, each run with
+ *                                   dobj_exec() whatever the others did; 200
+ *                                   {"errors":N} (a handler that shrugs errors off)
  *                                   or 400 {"error": dobj_errmsg(), "code": ...}
  *   POST   /probe/<n>/query         body = SQL run with dobj_query_json();
  *                                   200 {"rows": [...]} or 400 as above
@@ -139,6 +142,19 @@ static int do_sql(dobj_ctx *ctx)
     if (rc != 0)
         return sql_error(ctx, rc);
     return ok(ctx);
+}
+
+static int do_each(dobj_ctx *ctx)
+{
+    size_t len;
+    const char *body = dobj_req_body(ctx, &len);
+    char *copy = dobj_alloc(ctx, len + 1);
+    memcpy(copy, body, len + 1);
+    int errors = 0;
+    for (char *save = NULL, *line = strtok_r(copy, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save))
+        if (dobj_exec(ctx, line, NULL) != 0)
+            errors++;
+    return dobj_res_json(ctx, 200, "{\"errors\":%d}", errors);
 }
 
 static int do_query(dobj_ctx *ctx)
@@ -291,6 +307,8 @@ static int fetch(dobj_ctx *ctx)
         return do_fail(ctx);
     if (strcmp(path, "/sql") == 0)
         return do_sql(ctx);
+    if (strcmp(path, "/each") == 0)
+        return do_each(ctx);
     if (strcmp(path, "/query") == 0)
         return do_query(ctx);
     if (strcmp(path, "/nested") == 0)

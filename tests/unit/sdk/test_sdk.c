@@ -130,8 +130,11 @@ Test(response, status_range)
 {
     cr_assert_eq(dobj_res_status(&ctx, 99), DOBJ_EINVAL);
     cr_assert_eq(dobj_res_status(&ctx, 600), DOBJ_EINVAL);
+    /* 1xx are not final statuses: the handler can not send them. */
+    cr_assert_eq(dobj_res_status(&ctx, 100), DOBJ_EINVAL);
+    cr_assert_eq(dobj_res_status(&ctx, 199), DOBJ_EINVAL);
     cr_assert_eq(ctx.status, 0);
-    cr_assert_eq(dobj_res_status(&ctx, 100), 0);
+    cr_assert_eq(dobj_res_status(&ctx, 200), 0);
     cr_assert_eq(dobj_res_status(&ctx, 599), 0);
     cr_assert_eq(ctx.status, 599);
 }
@@ -348,6 +351,11 @@ Test(ws, close)
 {
     cr_assert_eq(dobj_ws_close(&ctx, ws[0], 999, "x"), DOBJ_EINVAL);
     cr_assert_eq(dobj_ws_close(&ctx, ws[0], 5000, "x"), DOBJ_EINVAL);
+    /* Reserved and protocol codes. */
+    cr_assert_eq(dobj_ws_close(&ctx, ws[0], 1005, "x"), DOBJ_EINVAL);
+    cr_assert_eq(dobj_ws_close(&ctx, ws[0], 1006, "x"), DOBJ_EINVAL);
+    cr_assert_eq(dobj_ws_close(&ctx, ws[0], 1015, "x"), DOBJ_EINVAL);
+    cr_assert_eq(dobj_ws_close(&ctx, ws[0], 2000, "x"), DOBJ_EINVAL);
     cr_assert_eq(dobj_ws_close(&ctx, NULL, 1000, "x"), DOBJ_EINVAL);
     char reason[125];
     memset(reason, 'r', 124);
