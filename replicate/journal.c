@@ -46,20 +46,14 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include "journal_format.h"
 #include "replicate.h"
 #include "sdk_util.h"
 #include "wal.h"
 
-#define SEGMENT_MAGIC 0x31534a44u
-#define BATCH_MAGIC 0x31424a44u
-#define SEGMENT_HEADER_BYTES 32
-#define BATCH_HEADER_BYTES 32
-#define BATCH_BYTES_MAX (64u << 20)
 #define SEG_RING 65536u
 #define ZSTD_LEVEL 1
 
-_Static_assert(SEGMENT_HEADER_BYTES == 24 + 8, "segment header layout");
-_Static_assert(BATCH_HEADER_BYTES == 24 + 8, "batch header layout");
 
 struct repl_journal {
     struct repl_journal_config cfg;
@@ -112,11 +106,6 @@ void repl_logf(int level, const char *fmt, ...)
 
 /* ---- files ------------------------------------------------------------- */
 
-static void seg_path(char *out, size_t len, const char *dir, uint32_t seg)
-{
-    snprintf(out, len, "%s/%016" PRIx32 ".log", dir, seg);
-}
-
 static int64_t now_us(void)
 {
     struct timespec ts;
@@ -142,14 +131,14 @@ static int write_full(int fd, const uint8_t *p, size_t len)
 static int segment_create(struct repl_journal *j, uint32_t seg, char *err, size_t errlen)
 {
     char path[4096];
-    seg_path(path, sizeof(path), j->dir, seg);
+    journal_segment_path(path, sizeof(path), j->dir, seg);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         snprintf(err, errlen, "journal: can not create %s: %s", path, strerror(errno));
         return -errno;
     }
-    uint8_t h[SEGMENT_HEADER_BYTES] = {0};
-    wal_put_u32(h, SEGMENT_MAGIC);
+    uint8_t h[JOURNAL_SEGMENT_HEADER_BYTES] = {0};
+    wal_put_u32(h, JOURNAL_SEGMENT_MAGIC);
     wal_put_u32(h + 4, seg);
     wal_put_u64(h + 8, (uint64_t)now_us());
     wal_put_u64(h + 24, XXH3_64bits(h, 24));
@@ -167,7 +156,7 @@ static int segment_create(struct repl_journal *j, uint32_t seg, char *err, size_
         close(j->fd);
     j->fd = fd;
     j->segment = seg;
-    j->seg_bytes = SEGMENT_HEADER_BYTES;
+    j->seg_bytes = JOURNAL_SEGMENT_HEADER_BYTES;
     atomic_store(&j->current, seg);
     return 0;
 }
@@ -177,7 +166,7 @@ static void segments_trim(struct repl_journal *j)
 {
     while (j->oldest < j->segment && atomic_load(&j->pins[j->oldest % SEG_RING]) == 0) {
         char path[4096];
-        seg_path(path, sizeof(path), j->dir, j->oldest);
+        journal_segment_path(path, sizeof(path), j->dir, j->oldest);
         if (unlink(path) != 0 && errno != ENOENT) {
             repl_logf(1, "msg=\"can not delete a journal segment\" file=%s err=\"%s\"", path, strerror(errno));
             return;
@@ -210,7 +199,7 @@ static struct repl_entry *take_all(struct repl_journal *j)
     return fifo;
 }
 
-/* Builds one batch from the head of `list`, at most BATCH_BYTES_MAX of
+/* Builds one batch from the head of `list`, at most JOURNAL_BATCH_BYTES_MAX of
  * records (but at least one); returns the rest. */
 static struct repl_entry *batch_build(struct repl_journal *j, struct repl_entry *list, struct repl_entry **batch,
                                       size_t *out_len)
@@ -218,7 +207,7 @@ static struct repl_entry *batch_build(struct repl_journal *j, struct repl_entry 
     size_t raw = 0;
     uint32_t n = 0;
     struct repl_entry *e = list, **tail = batch;
-    while (e != NULL && (n == 0 || raw + e->len <= BATCH_BYTES_MAX)) {
+    while (e != NULL && (n == 0 || raw + e->len <= JOURNAL_BATCH_BYTES_MAX)) {
         raw += e->len;
         n++;
         *tail = e;
@@ -234,14 +223,14 @@ static struct repl_entry *batch_build(struct repl_journal *j, struct repl_entry 
         x->segment = j->segment;
     }
     size_t bound = ZSTD_compressBound(raw);
-    reserve(&j->out, &j->out_cap, BATCH_HEADER_BYTES + bound);
-    size_t c = ZSTD_compressCCtx(j->zc, j->out + BATCH_HEADER_BYTES, bound, j->raw, raw, ZSTD_LEVEL);
+    reserve(&j->out, &j->out_cap, JOURNAL_BATCH_HEADER_BYTES + bound);
+    size_t c = ZSTD_compressCCtx(j->zc, j->out + JOURNAL_BATCH_HEADER_BYTES, bound, j->raw, raw, ZSTD_LEVEL);
     if (ZSTD_isError(c)) {
         repl_logf(0, "msg=\"journal compression failed\" err=\"%s\"", ZSTD_getErrorName(c));
         abort();
     }
     uint8_t *h = j->out;
-    wal_put_u32(h, BATCH_MAGIC);
+    wal_put_u32(h, JOURNAL_BATCH_MAGIC);
     wal_put_u32(h + 4, (uint32_t)c);
     wal_put_u32(h + 8, (uint32_t)raw);
     wal_put_u32(h + 12, n);
@@ -249,9 +238,9 @@ static struct repl_entry *batch_build(struct repl_journal *j, struct repl_entry 
     XXH3_state_t st;
     XXH3_64bits_reset(&st);
     XXH3_64bits_update(&st, h, 24);
-    XXH3_64bits_update(&st, h + BATCH_HEADER_BYTES, c);
+    XXH3_64bits_update(&st, h + JOURNAL_BATCH_HEADER_BYTES, c);
     wal_put_u64(h + 24, XXH3_64bits_digest(&st));
-    *out_len = BATCH_HEADER_BYTES + c;
+    *out_len = JOURNAL_BATCH_HEADER_BYTES + c;
     atomic_fetch_add(&j->n_records, n);
     atomic_fetch_add(&j->n_bytes_in, raw);
     return e;

@@ -21,15 +21,11 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include "journal_format.h"
 #include "replicate.h"
 #include "sdk_util.h"
 #include "wal.h"
 
-#define SEGMENT_MAGIC 0x31534a44u
-#define BATCH_MAGIC 0x31424a44u
-#define SEGMENT_HEADER_BYTES 32
-#define BATCH_HEADER_BYTES 32
-#define BATCH_RAW_MAX (512u << 20)
 
 struct scan {
     const char *path;
@@ -81,29 +77,29 @@ static int list_segments(const char *dir, uint32_t **out, size_t *n)
 /* Length of a valid batch at off, or 0. */
 static size_t batch_valid(const struct scan *s, size_t off)
 {
-    if (s->len - off < BATCH_HEADER_BYTES)
+    if (s->len - off < JOURNAL_BATCH_HEADER_BYTES)
         return 0;
     const uint8_t *h = s->buf + off;
-    if (wal_get_u32(h) != BATCH_MAGIC)
+    if (wal_get_u32(h) != JOURNAL_BATCH_MAGIC)
         return 0;
     uint32_t c = wal_get_u32(h + 4);
-    if (c > s->len - off - BATCH_HEADER_BYTES || wal_get_u32(h + 8) > BATCH_RAW_MAX)
+    if (c > s->len - off - JOURNAL_BATCH_HEADER_BYTES || wal_get_u32(h + 8) > JOURNAL_BATCH_RAW_MAX)
         return 0;
     XXH3_state_t st;
     XXH3_64bits_reset(&st);
     XXH3_64bits_update(&st, h, 24);
-    XXH3_64bits_update(&st, h + BATCH_HEADER_BYTES, c);
+    XXH3_64bits_update(&st, h + JOURNAL_BATCH_HEADER_BYTES, c);
     if (XXH3_64bits_digest(&st) != wal_get_u64(h + 24))
         return 0;
-    return BATCH_HEADER_BYTES + c;
+    return JOURNAL_BATCH_HEADER_BYTES + c;
 }
 
 /* The offset of the next valid batch after a damaged one at off, or 0. */
 static size_t next_valid(const struct scan *s, size_t off)
 {
     uint8_t magic[4];
-    wal_put_u32(magic, BATCH_MAGIC);
-    for (size_t p = off + 1; p + BATCH_HEADER_BYTES <= s->len; p++) {
+    wal_put_u32(magic, JOURNAL_BATCH_MAGIC);
+    for (size_t p = off + 1; p + JOURNAL_BATCH_HEADER_BYTES <= s->len; p++) {
         const uint8_t *hit = memmem(s->buf + p, s->len - p, magic, 4);
         if (hit == NULL)
             return 0;
@@ -124,7 +120,7 @@ static int batch_records(struct scan *s, size_t off)
         s->raw_cap = u;
         s->raw = sdk_xmalloc(u > 0 ? u : 1);
     }
-    size_t got = ZSTD_decompress(s->raw, u, h + BATCH_HEADER_BYTES, c);
+    size_t got = ZSTD_decompress(s->raw, u, h + JOURNAL_BATCH_HEADER_BYTES, c);
     if (ZSTD_isError(got) || got != u) {
         snprintf(s->err, s->errlen, "journal %s offset %zu: batch does not decompress", s->path, off);
         return -EPROTO;
@@ -161,7 +157,7 @@ static void log_repair(const struct scan *s, size_t off, size_t skipped)
  * when its tail is torn (0: nothing to cut). */
 static int scan_segment(struct scan *s, size_t *cut)
 {
-    size_t off = SEGMENT_HEADER_BYTES;
+    size_t off = JOURNAL_SEGMENT_HEADER_BYTES;
     *cut = 0;
     while (off < s->len) {
         size_t blen = batch_valid(s, off);
@@ -223,14 +219,14 @@ static int read_file(const char *path, uint8_t **buf, size_t *len)
 
 static bool header_ok(const uint8_t *b, size_t len, uint32_t seg)
 {
-    return len >= SEGMENT_HEADER_BYTES && wal_get_u32(b) == SEGMENT_MAGIC && wal_get_u32(b + 4) == seg &&
+    return len >= JOURNAL_SEGMENT_HEADER_BYTES && wal_get_u32(b) == JOURNAL_SEGMENT_MAGIC && wal_get_u32(b + 4) == seg &&
            XXH3_64bits(b, 24) == wal_get_u64(b + 24);
 }
 
 static int recover_one(struct scan *s, const char *dir, uint32_t seg)
 {
     char path[4096];
-    snprintf(path, sizeof(path), "%s/%016" PRIx32 ".log", dir, seg);
+    journal_segment_path(path, sizeof(path), dir, seg);
     uint8_t *buf = NULL;
     size_t len = 0;
     int rv = read_file(path, &buf, &len);
@@ -244,7 +240,7 @@ static int recover_one(struct scan *s, const char *dir, uint32_t seg)
     if (!header_ok(buf, len, seg)) {
         free(buf);
         /* A segment whose header never became durable held no batch. */
-        if (s->last && len <= SEGMENT_HEADER_BYTES)
+        if (s->last && len <= JOURNAL_SEGMENT_HEADER_BYTES)
             return unlink(path) == 0 ? 0 : -errno;
         snprintf(s->err, s->errlen, "journal %s offset 0: invalid segment header", path);
         return -EPROTO;
@@ -292,7 +288,7 @@ int repl_journal_drop_before(const char *dir, uint32_t below)
         if (segs[i] >= below)
             continue;
         char path[4096];
-        snprintf(path, sizeof(path), "%s/%016" PRIx32 ".log", dir, segs[i]);
+        journal_segment_path(path, sizeof(path), dir, segs[i]);
         if (unlink(path) != 0)
             rv = -errno;
     }

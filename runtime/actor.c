@@ -183,20 +183,6 @@ static int on_wal(void *arg, sqlite3 *db, const char *dbname, int frames)
     return SQLITE_OK;
 }
 
-static int mkdir_p(char *path)
-{
-    for (char *p = path + 1; *p != '\0'; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        int rc = mkdir(path, 0755);
-        *p = '/';
-        if (rc != 0 && errno != EEXIST)
-            return -1;
-    }
-    return 0;
-}
-
 /* ---- fsync of a database file, off the loop ------------------------------ */
 
 /* Once `path` is fsync'd (and, for a file created by this process, the
@@ -336,7 +322,7 @@ static int db_open(struct rt_shard *s, struct rt_actor *a, char *err, size_t err
     }
     if (access(a->path, F_OK) != 0)
         a->new_file = true;
-    if (mkdir_p(a->path) != 0) {
+    if (rt_mkdir_parents(a->path) != 0) {
         snprintf(err, errlen, "can not create the directory of %s: %s", a->path, strerror(errno));
         return DOBJ_EIO;
     }
@@ -627,9 +613,7 @@ static struct rt_reply *reply_error(struct rt_event *e, int status, const char *
 {
     struct rt_reply *r = reply_new(e);
     struct sdk_buf b = {0};
-    sdk_buf_append(&b, "{\"error\":", 9);
-    sdk_buf_json_str(&b, msg, strlen(msg));
-    sdk_buf_append(&b, "}\n", 2);
+    sdk_buf_json_error(&b, msg);
     r->status = status;
     r->body = sdk_buf_steal(&b, &r->body_len);
     static const char ct[] = "content-type\0application/json";

@@ -123,9 +123,7 @@ static void respond(h2o_req_t *req, int status, const char *headers, size_t head
 static void respond_json_error(h2o_req_t *req, int status, const char *msg)
 {
     struct sdk_buf b = {0};
-    sdk_buf_append(&b, "{\"error\":", 9);
-    sdk_buf_json_str(&b, msg, strlen(msg));
-    sdk_buf_append(&b, "}\n", 2);
+    sdk_buf_json_error(&b, msg);
     static const char ct[] = "content-type\0application/json";
     respond(req, status, ct, sizeof(ct), b.data, b.len);
     sdk_buf_close(&b);

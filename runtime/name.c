@@ -1,9 +1,13 @@
 /*
- * name.c: object names and class names, and the hashes derived from them.
+ * name.c: object names and class names, the hashes derived from them, and
+ * where an object's file lives.
  * The shard comes from a fast hash; the file name from SHA-256, so that no
  * chosen name can make two objects share a database.
  */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -97,4 +101,30 @@ void rt_object_file_id(const char *cls, const char *name, size_t name_len, char 
     uint8_t id[16];
     rt_object_id(cls, name, name_len, id);
     rt_object_id_hex(id, out);
+}
+
+void rt_object_path(const struct rt_config *c, const uint8_t id[16], char *out, size_t len)
+{
+    char hex[33];
+    rt_object_id_hex(id, hex);
+    snprintf(out, len, "%s/objects/%.2s/%s.db", c->data_dir, hex, hex);
+}
+
+int rt_mkdir_parents(const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        return 0;
+    *slash = '\0';
+    for (char *p = strchr(dir + 1, '/');; p = strchr(p + 1, '/')) {
+        if (p != NULL)
+            *p = '\0';
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+            return -errno;
+        if (p == NULL)
+            return 0;
+        *p = '/';
+    }
 }

@@ -53,13 +53,6 @@ struct recovery {
     uint64_t applied;
 };
 
-void rt_object_path(const struct rt_config *c, const uint8_t id[16], char *out, size_t len)
-{
-    char hex[33];
-    rt_object_id_hex(id, hex);
-    snprintf(out, len, "%s/objects/%.2s/%s.db", c->data_dir, hex, hex);
-}
-
 /* Ids are SHA-256 prefixes: their first 8 bytes are already a good hash. */
 static size_t *slot_of(struct recovery *r, const uint8_t id[16])
 {
@@ -112,24 +105,6 @@ static void mark_broken(struct recovery *r, struct obj *o, const char *why)
     }
     RT_ERROR("msg=\"object can not be recovered: it will refuse events\" file=%s why=\"%s\"", path, why);
     o->state = OBJ_SKIP;
-}
-
-static int mkdir_parent(const char *path)
-{
-    char dir[4096];
-    snprintf(dir, sizeof(dir), "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL)
-        return 0;
-    *slash = '\0';
-    char *p = dir;
-    while ((p = strchr(p + 1, '/')) != NULL) {
-        *p = '\0';
-        if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-            return -errno;
-        *p = '/';
-    }
-    return mkdir(dir, 0755) != 0 && errno != EEXIST ? -errno : 0;
 }
 
 /* The lsn stamped in a database file (no WAL: recovery dropped it), 0 for a
@@ -188,7 +163,7 @@ static int obj_begin(struct recovery *r, struct obj *o, const struct wal_record 
     if (rec->lsn != 1)
         return obj_gap(r, o, path, 0, rec->lsn);
     o->created = true;
-    return mkdir_parent(path);
+    return rt_mkdir_parents(path);
 }
 
 static int on_record(void *arg, const uint8_t *buf, size_t len)
@@ -381,7 +356,7 @@ int rt_recover(const struct rt_config *c, uint32_t *next_segment, char *err, siz
     struct recovery r = {.c = c};
     char dir[4096];
     snprintf(dir, sizeof(dir), "%s/journal/x", c->data_dir);
-    int rv = mkdir_parent(dir);
+    int rv = rt_mkdir_parents(dir);
     if (rv != 0) {
         snprintf(err, errlen, "option 'data': can not create %s: %s", c->data_dir, strerror(-rv));
         return rv;

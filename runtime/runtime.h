@@ -95,6 +95,11 @@ void rt_object_id(const char *cls, const char *name, size_t name_len, uint8_t ou
 void rt_object_id_hex(const uint8_t id[16], char out[33]);
 /* Both at once: the hex id of class/name. */
 void rt_object_file_id(const char *cls, const char *name, size_t name_len, char out[33]);
+struct rt_config;
+/* "DATA/objects/ab/abcd....db" for a 16-byte object id. */
+void rt_object_path(const struct rt_config *c, const uint8_t id[16], char *out, size_t len);
+/* Creates the directories above `path` (mkdir -p of its dirname). 0 or -errno. */
+int rt_mkdir_parents(const char *path);
 
 struct rt_class {
     const dobj_class *cls;
@@ -266,8 +271,7 @@ void rt_durable_stats(struct repl_stats *out);
  * durable record (rebuilding a missing or damaged one where the journal holds
  * all its records), fsyncs them, and empties the journal. */
 int rt_recover(const struct rt_config *c, uint32_t *next_segment, char *err, size_t errlen);
-/* "DATA/objects/ab/abcd....db" for a 16-byte object id. */
-void rt_object_path(const struct rt_config *c, const uint8_t id[16], char *out, size_t len);
+
 
 /* ---- time -------------------------------------------------------------- */
 

@@ -48,6 +48,8 @@ void sdk_buf_vprintf(struct sdk_buf *b, const char *fmt, va_list ap);
 void sdk_buf_printf(struct sdk_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends `s` (len bytes) as a quoted JSON string, invalid UTF-8 as U+FFFD. */
 void sdk_buf_json_str(struct sdk_buf *b, const char *s, size_t len);
+/* Appends the runtime's error body: {"error":"<msg>"} and a newline. */
+void sdk_buf_json_error(struct sdk_buf *b, const char *msg);
 /* Hands the bytes to the caller (who frees them) and empties the buffer. */
 char *sdk_buf_steal(struct sdk_buf *b, size_t *len);
 void sdk_buf_close(struct sdk_buf *b);

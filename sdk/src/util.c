@@ -152,6 +152,13 @@ void sdk_buf_printf(struct sdk_buf *b, const char *fmt, ...)
     va_end(ap);
 }
 
+void sdk_buf_json_error(struct sdk_buf *b, const char *msg)
+{
+    sdk_buf_append(b, "{\"error\":", 9);
+    sdk_buf_json_str(b, msg, strlen(msg));
+    sdk_buf_append(b, "}\n", 2);
+}
+
 char *sdk_buf_steal(struct sdk_buf *b, size_t *len)
 {
     char *d = b->data;
