@@ -66,6 +66,9 @@ struct rt_actor {
     uint64_t committed_lsn;
     uint64_t durable_lsn;
     struct rt_msg *gate_head, **gate_tail;
+    /* Events waiting for a full WAL to drain: its records must be durable
+     * before it may be checkpointed. */
+    struct rt_msg *held_head, **held_tail;
 
     struct dobj_ws *ws_head, *ws_tail;
     unsigned nsockets;
@@ -122,6 +125,7 @@ static struct rt_actor *table_add(struct rt_actors *t, const struct rt_event *e)
     a->name = sdk_xstrndup(e->name, e->name_len);
     a->name_len = e->name_len;
     a->gate_tail = &a->gate_head;
+    a->held_tail = &a->held_head;
     a->pin = NO_PIN;
     struct rt_actor **b = bucket(t, a->hash);
     a->hnext = *b;
@@ -489,12 +493,15 @@ static bool evict(struct rt_shard *s, struct rt_actor *a)
 /* Frees an actor that holds nothing any more. */
 static void maybe_free(struct rt_actors *t, struct rt_actor *a)
 {
-    if (a->db == NULL && a->ws_head == NULL && a->gate_head == NULL)
+    if (a->db == NULL && a->ws_head == NULL && a->gate_head == NULL && a->held_head == NULL)
         table_remove(t, a);
 }
 
 /* An actor can close its database once nothing waits on its records. */
-static bool evictable(const struct rt_actor *a) { return a->gate_head == NULL && a->durable_lsn >= a->committed_lsn; }
+static bool evictable(const struct rt_actor *a)
+{
+    return a->gate_head == NULL && a->held_head == NULL && a->durable_lsn >= a->committed_lsn;
+}
 
 /* Closes least recently used databases beyond the bound; never `current`,
  * whose event is still being finished. */
@@ -551,13 +558,41 @@ static void gate_release(struct rt_shard *s, struct rt_actor *a)
     }
 }
 
+static void actor_event(struct rt_shard *s, struct rt_actor *a, struct rt_event *e);
+
+/* A WAL at its bound holding records that are not durable yet can not be
+ * checkpointed: the actor's next events wait for the journal (one fsync,
+ * typically under a millisecond) instead of growing it further. */
+static bool wal_full(const struct rt_shard *s, const struct rt_actor *a)
+{
+    return a->db != NULL && a->wal_total >= wal_frames_max(s) && a->durable_lsn < a->committed_lsn;
+}
+
+/* Runs held events until the WAL is full again. The last one may free the
+ * actor: nothing touches it after that. */
+static void release_held(struct rt_shard *s, struct rt_actor *a)
+{
+    while (a->held_head != NULL && !wal_full(s, a)) {
+        struct rt_msg *m = a->held_head;
+        a->held_head = atomic_load_explicit(&m->next, memory_order_relaxed);
+        bool last = a->held_head == NULL;
+        if (last)
+            a->held_tail = &a->held_head;
+        actor_event(s, a, (struct rt_event *)m);
+        if (last)
+            return;
+    }
+}
+
 void rt_actor_durable(struct rt_shard *s, struct rt_actor *a, uint64_t lsn)
 {
     if (lsn > a->durable_lsn)
         a->durable_lsn = lsn;
     gate_release(s, a);
     maintain(s, a);
-    if (a->db == NULL)
+    if (a->held_head != NULL)
+        release_held(s, a);
+    else if (a->db == NULL)
         maybe_free(s->actors, a);
 }
 
@@ -875,21 +910,12 @@ static void run_event(struct rt_shard *s, struct rt_actor *a, struct rt_event *e
     gate_release(s, a);
 }
 
-void rt_actors_on_event(struct rt_shard *s, struct rt_event *e)
+/* Runs (or refuses) one event of `a`, then lets go of what it held. */
+static void actor_event(struct rt_shard *s, struct rt_actor *a, struct rt_event *e)
 {
     struct rt_actors *t = s->actors;
     /* Every event but a close took a slot of the shard's in-flight bound. */
     bool reserved = e->kind != SDK_EV_WS_CLOSE;
-    struct rt_actor *a = table_find(t, e);
-    if (a == NULL && (e->kind == SDK_EV_WS_MESSAGE || e->kind == SDK_EV_WS_CLOSE)) {
-        /* The object no longer knows this socket. */
-        if (reserved)
-            rt_shard_event_done(s);
-        free(e);
-        return;
-    }
-    if (a == NULL)
-        a = table_add(t, e);
     if (s->stopping || (e->kind == SDK_EV_WS_OPEN && a->nsockets >= ACTOR_SOCKETS_MAX)) {
         if (e->kind == SDK_EV_FETCH || e->kind == SDK_EV_WS_OPEN) {
             struct rt_reply *r = reply_error(e, 503, s->stopping ? "the server is stopping"
@@ -905,6 +931,28 @@ void rt_actors_on_event(struct rt_shard *s, struct rt_event *e)
     if (reserved)
         rt_shard_event_done(s);
     free(e);
+}
+
+void rt_actors_on_event(struct rt_shard *s, struct rt_event *e)
+{
+    struct rt_actors *t = s->actors;
+    struct rt_actor *a = table_find(t, e);
+    if (a == NULL && (e->kind == SDK_EV_WS_MESSAGE || e->kind == SDK_EV_WS_CLOSE)) {
+        /* The object no longer knows this socket. */
+        if (e->kind != SDK_EV_WS_CLOSE)
+            rt_shard_event_done(s);
+        free(e);
+        return;
+    }
+    if (a == NULL)
+        a = table_add(t, e);
+    if (a->held_head != NULL || wal_full(s, a)) {
+        atomic_store_explicit(&e->msg.next, NULL, memory_order_relaxed);
+        *a->held_tail = &e->msg;
+        a->held_tail = (struct rt_msg **)&e->msg.next;
+        return;
+    }
+    actor_event(s, a, e);
 }
 
 void rt_actors_start(struct rt_shard *s)

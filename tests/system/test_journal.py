@@ -492,3 +492,20 @@ def test_journal_without_io_uring(server_factory, monkeypatch):
     s.start()
     for i in range(5):
         assert s.get(f"/counter/nu-{i}").json()["value"] == 10
+
+
+def test_hot_object_keeps_writing_while_its_wal_drains(server_factory):
+    """One object under 64 concurrent clients: its WAL (in memory) can only be
+    checkpointed once every record in it is durable; past its bound the actor
+    holds its next events for the journal (one fsync) instead of growing the
+    WAL until it is full (64 MB) and failing writes. Every write succeeds and
+    the value is exact. (These Python clients leave the object idle now and
+    then, which lets the WAL drain by itself; `make bench`, with wrk's 64
+    connections, is where a WAL without the bound filled up.)"""
+    s = server_factory(name="hot", shards=2)
+    acked, errors = run_counter_clients(s.port, ["hot"], 64, 6.0, SEED)
+    assert not errors, errors[:5]
+    total = acked.get("hot", 0)
+    print(f"{total} writes of one 8 KB record each to one object in 6 s")
+    assert total * 8192 > 64 << 20, "too few writes to have filled a 64 MB WAL without the bound"
+    assert s.get("/counter/hot").json()["value"] == total
