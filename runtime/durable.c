@@ -54,6 +54,7 @@ void rt_durable_destroy(void)
 
 void rt_durable_submit(struct rt_shard *s, struct rt_actor *a, uint64_t lsn, uint8_t *rec, size_t len)
 {
+    atomic_fetch_add_explicit(&s->records_inflight, 1, memory_order_relaxed);
     struct repl_entry *e = sdk_xcalloc(1, sizeof(*e));
     e->route = s->id;
     e->owner = a;
@@ -69,6 +70,7 @@ void rt_durable_on_msg(struct rt_shard *s, struct rt_durable_msg *m)
     free(m);
     while (e != NULL) {
         struct repl_entry *next = e->next;
+        atomic_fetch_sub_explicit(&s->records_inflight, 1, memory_order_relaxed);
         rt_actor_pin(e->owner, e->segment);
         rt_actor_durable(s, e->owner, e->lsn);
         free(e->data);

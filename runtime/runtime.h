@@ -190,6 +190,7 @@ struct rt_shard {
     struct rt_msg *_Atomic inbox_head; /* MPSC stack, reversed on drain */
     struct rt_msg *local_head, **local_tail;
     atomic_uint inflight; /* events posted to this shard not yet finished */
+    atomic_uint records_inflight; /* records submitted to the journal, not yet durable */
     _Atomic uint64_t events; /* events run, for /_metrics */
     bool stopping;
     struct rt_actors *actors;

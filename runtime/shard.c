@@ -124,6 +124,9 @@ bool rt_shard_event_reserve(unsigned to)
 {
     struct rt_shard *t = &rt_host.shards[to];
     unsigned n = atomic_fetch_add_explicit(&t->inflight, 1, memory_order_relaxed);
+    /* Records still on their way to the journal count too: a slow disk fills
+     * the gates, and that is back-pressure, not memory without a bound. */
+    n += atomic_load_explicit(&t->records_inflight, memory_order_relaxed);
     if (n >= rt_host.config->max_inflight) {
         atomic_fetch_sub_explicit(&t->inflight, 1, memory_order_relaxed);
         return false;
@@ -144,6 +147,7 @@ static int shard_init(struct rt_shard *s, unsigned id, char *err, size_t errlen)
     s->local_tail = &s->local_head;
     atomic_init(&s->inbox_head, NULL);
     atomic_init(&s->inflight, 0);
+    atomic_init(&s->records_inflight, 0);
     int rc = uv_loop_init(&s->loop);
     if (rc != 0) {
         snprintf(err, errlen, "shard %u: uv_loop_init: %s", id, uv_strerror(rc));

@@ -509,3 +509,34 @@ def test_hot_object_keeps_writing_while_its_wal_drains(server_factory):
     print(f"{total} writes of one 8 KB record each to one object in 6 s")
     assert total * 8192 > 64 << 20, "too few writes to have filled a 64 MB WAL without the bound"
     assert s.get("/counter/hot").json()["value"] == total
+
+
+def test_backpressure_counts_records_not_yet_durable(server_factory):
+    """--max-inflight bounds events queued plus records on their way to the
+    journal, per shard: past it a request gets 503 with Retry-After and writes
+    nothing; everything acknowledged is there. (Which of the two filled the
+    slots is not visible from outside; this checks the refusal itself.)"""
+    s = server_factory(name="bp", shards=1, extra_args=["--max-inflight", "4"])
+    stop = time.monotonic() + 2.0
+    ok, busy, other = [0] * 16, [0] * 16, []
+
+    def worker(i):
+        sess = new_session()
+        while time.monotonic() < stop:
+            r = sess.post(s.url("/counter/bp"), timeout=10)
+            if r.status_code == 200:
+                ok[i] += 1
+            elif r.status_code == 503 and r.headers.get("retry-after") == "1" and "overloaded" in r.text:
+                busy[i] += 1
+            elif len(other) < 5:
+                other.append(f"{r.status_code} {r.text}")
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not other, other
+    print(f"{sum(ok)} acknowledged, {sum(busy)} refused with 503")
+    assert sum(busy) > 0, "16 clients never found 4 slots taken"
+    assert s.get("/counter/bp").json()["value"] == sum(ok)
