@@ -39,6 +39,7 @@ struct obj {
     uint64_t file_lsn; /* stamped in the file before roll-forward */
     uint64_t records;
     bool created;
+    bool broken;
 };
 
 struct recovery {
@@ -51,6 +52,7 @@ struct recovery {
     uint32_t pages_cap;
     bool rebuild_pass; /* the second pass replays only objects to rebuild */
     uint64_t applied;
+    size_t nbroken;
 };
 
 /* Ids are SHA-256 prefixes: their first 8 bytes are already a good hash. */
@@ -105,6 +107,8 @@ static void mark_broken(struct recovery *r, struct obj *o, const char *why)
     }
     RT_ERROR("msg=\"object can not be recovered: it will refuse events\" file=%s why=\"%s\"", path, why);
     o->state = OBJ_SKIP;
+    o->broken = true;
+    r->nbroken++;
 }
 
 /* The lsn stamped in a database file (no WAL: recovery dropped it), 0 for a
@@ -331,6 +335,48 @@ static int check_objects(struct recovery *r, char *err, size_t errlen)
     return rv;
 }
 
+/* Keeps a broken object's journal records beside its marker, as
+ * <db>.broken.records (records back to back, wal/record.c format): the
+ * journal is emptied next, and they may be the only copy of acknowledged
+ * writes. */
+static int save_record(void *arg, const uint8_t *buf, size_t len)
+{
+    struct recovery *r = arg;
+    uint8_t id[16];
+    uint64_t lsn;
+    uint32_t rlen;
+    wal_record_peek(buf, id, &lsn, &rlen);
+    struct obj *o = obj_find(r, id, false);
+    if (o == NULL || !o->broken)
+        return 0;
+    char path[4096], out[4200];
+    rt_object_path(r->c, id, path, sizeof(path));
+    snprintf(out, sizeof(out), "%s.broken.records", path);
+    int fd = open(out, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    int rv = 0;
+    for (size_t off = 0; off < len && rv == 0;) {
+        ssize_t n = write(fd, buf + off, len - off);
+        if (n < 0 && errno != EINTR)
+            rv = -errno;
+        else if (n > 0)
+            off += (size_t)n;
+    }
+    if (rv == 0 && fdatasync(fd) != 0)
+        rv = -errno;
+    close(fd);
+    return rv;
+}
+
+static int save_broken(struct recovery *r, const char *dir, char *err, size_t errlen)
+{
+    if (r->nbroken == 0)
+        return 0;
+    uint32_t next = 0;
+    return repl_journal_recover(dir, r->c->repair, save_record, r, &next, err, errlen);
+}
+
 static void sync_dirs(const struct rt_config *c)
 {
     char root[4096];
@@ -371,6 +417,8 @@ int rt_recover(const struct rt_config *c, uint32_t *next_segment, char *err, siz
     rv = repl_journal_recover(dir, c->repair, on_record, &r, next_segment, err, errlen);
     if (rv == 0)
         rv = check_objects(&r, err, errlen);
+    if (rv == 0)
+        rv = save_broken(&r, dir, err, errlen);
     if (rv == 0) {
         sync_dirs(c);
         rv = repl_journal_drop_before(dir, *next_segment);

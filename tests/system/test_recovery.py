@@ -287,7 +287,8 @@ def test_damaged_file_without_journal_from_lsn1_refuses_events(server_factory):
     """After a restart the journal no longer holds lsn 1 of anything: a file
     whose first page is garbage after kill -9, or a deleted file, can not be
     rebuilt. Those objects answer 500 naming the damage (also after another
-    restart); every other object works."""
+    restart), their journal records are kept beside them, and every other
+    object works."""
     srv = server_factory(name="broken", shards=2)
     for i in range(5):
         for n in ("victim", "gone", "steady"):
@@ -315,6 +316,16 @@ def test_damaged_file_without_journal_from_lsn1_refuses_events(server_factory):
                 msg = r.json().get("error", "")
                 assert "damage" in msg.lower(), f"{name}: 500 without a word about damage: {msg!r}"
             assert os.path.exists(str(p) + ".broken"), f"{name}: no .broken marker next to its file"
+            # The journal's records of the object (lsn 6..8) are kept beside
+            # it: three records, back to back, each starting with "DRC1".
+            recs = open(str(p) + ".broken.records", "rb").read()
+            lsns = []
+            while recs:
+                assert recs[:4] == b"DRC1", f"{name}: not a record: {recs[:8]!r}"
+                n = int.from_bytes(recs[4:8], "little")
+                lsns.append(int.from_bytes(recs[32:40], "little"))
+                recs = recs[n:]
+            assert lsns == [6, 7, 8], f"{name}: kept records {lsns}"
         assert counter_value(srv, "steady") == 8 + attempt
         assert srv.post("/counter/steady").json()["value"] == 9 + attempt
         assert srv.get("/probe/other/kv/a").json() == {"v": "1"}
