@@ -24,6 +24,9 @@
 
 /* A socket whose client does not read is closed once this much is queued. */
 #define WS_QUEUED_BYTES_MAX (16u << 20)
+/* After our close frame, the client has this long to answer before the
+ * connection is dropped (a client that stopped reading never will). */
+#define WS_CLOSE_WAIT_MS 5000
 
 struct front_ws {
     uint64_t id;
@@ -35,6 +38,7 @@ struct front_ws {
     size_t name_len;
     int close_code; /* from the client's close frame; 1006 if none came */
     char close_reason[124];
+    uint64_t close_by_ms; /* we sent a close: the client must answer by then */
     struct front_ws *hnext;
 };
 
@@ -47,6 +51,7 @@ struct rt_front {
     uint64_t ws_seq;
     struct front_ws **ws_buckets;
     size_t ws_nbuckets, ws_count;
+    uv_timer_t ws_timer; /* closes sockets that never answered our close */
 };
 
 /* A request waiting for its reply. `slot` lives in the request's pool and
@@ -551,7 +556,9 @@ void rt_front_on_ws_out(struct rt_shard *s, struct rt_ws_out *m)
     struct front_ws *w = ws_lookup(f, o->ws_id);
     if (w != NULL) {
         wslay_event_context_ptr ctx = w->conn->ws_ctx;
+        bool closing = o->kind == SDK_OUT_WS_CLOSE;
         if (o->kind == SDK_OUT_WS_SEND && wslay_event_get_queued_msg_length(ctx) > WS_QUEUED_BYTES_MAX) {
+            closing = true;
             RT_WARN("msg=\"closing a WebSocket whose client does not read\" shard=%u ws=%llu", s->id,
                     (unsigned long long)w->id);
             wslay_event_queue_close(ctx, 1008, (const uint8_t *)"client too slow", 15);
@@ -562,11 +569,33 @@ void rt_front_on_ws_out(struct rt_shard *s, struct rt_ws_out *m)
         } else {
             wslay_event_queue_close(ctx, (uint16_t)o->ws_kind, (const uint8_t *)o->data, o->len);
         }
+        if (closing && w->close_by_ms == 0)
+            w->close_by_ms = uv_now(&s->loop) + WS_CLOSE_WAIT_MS;
         /* Until h2o finishes the upgrade there is no socket: it flushes then. */
         if (w->conn->sock != NULL)
             h2o_websocket_proceed(w->conn);
     }
     rt_msg_free(&m->msg);
+}
+
+/* Drops the connections whose clients did not answer our close in time. */
+static void on_ws_timer(uv_timer_t *h)
+{
+    struct rt_front *f = h->data;
+    uint64_t now = uv_now(h->loop);
+    for (size_t i = 0; i < f->ws_nbuckets; i++) {
+        struct front_ws *w = f->ws_buckets[i];
+        while (w != NULL) {
+            struct front_ws *next = w->hnext;
+            /* Without a socket the upgrade is still under way: h2o owns it. */
+            if (w->close_by_ms != 0 && now >= w->close_by_ms && w->conn->sock != NULL) {
+                RT_INFO("msg=\"dropping a WebSocket that did not answer our close\" shard=%u ws=%llu",
+                        f->shard->id, (unsigned long long)w->id);
+                ws_closed(f, w);
+            }
+            w = next;
+        }
+    }
 }
 
 /* ---- listening --------------------------------------------------------- */
@@ -629,6 +658,10 @@ int rt_front_start(struct rt_shard *s, char *err, size_t errlen)
     f->ws_nbuckets = 64;
     f->ws_buckets = sdk_xcalloc(f->ws_nbuckets, sizeof(*f->ws_buckets));
     h2o_context_init(&f->ctx, &s->loop, &globalconf);
+    uv_timer_init(&s->loop, &f->ws_timer);
+    f->ws_timer.data = f;
+    uv_timer_start(&f->ws_timer, on_ws_timer, 1000, 1000);
+    uv_unref((uv_handle_t *)&f->ws_timer);
     f->accept_ctx.ctx = &f->ctx;
     f->accept_ctx.hosts = globalconf.hosts;
 
@@ -658,6 +691,7 @@ int rt_front_start(struct rt_shard *s, char *err, size_t errlen)
 void rt_front_stop(struct rt_shard *s)
 {
     struct rt_front *f = s->front;
+    uv_timer_stop(&f->ws_timer);
     if (f->listening) {
         uv_close((uv_handle_t *)&f->listener, NULL);
         f->listening = false;

@@ -2,6 +2,7 @@
 their object's eviction, and the probe class's echo/count/close."""
 
 import contextlib
+import os
 import time
 
 import pytest
@@ -255,3 +256,33 @@ def test_many_messages_keep_order(server):
             ws.send(f"m{i}")
         got = [ws_recv(ws) for _ in range(n)]
         assert got == [f"echo:m{i}" for i in range(n)]
+
+
+def test_client_that_never_answers_our_close_is_dropped(server):
+    """The probe closes a socket with 4000 when told "close". A client that
+    never answers the close frame (it stopped reading) is dropped after the
+    server's close wait (5 s), not kept forever."""
+    import base64
+    import socket as pysocket
+    s = pysocket.create_connection(("127.0.0.1", server.port), timeout=15)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((f"GET /probe/mute/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(4096)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    mask = os.urandom(4)
+    payload = bytes(b ^ mask[i % 4] for i, b in enumerate(b"close"))
+    s.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + payload)
+    t0 = time.monotonic()
+    data = b""
+    while True:  # read our close frame, never answer it, wait for EOF
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    waited = time.monotonic() - t0
+    s.close()
+    assert data[:1] == b"\x88", f"no close frame first: {data[:16]!r}"
+    assert 3.0 < waited < 12.0, f"dropped after {waited:.1f} s"
