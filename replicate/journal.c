@@ -392,8 +392,10 @@ void repl_journal_submit(struct repl_journal *j, struct repl_entry *e)
 void repl_journal_release(struct repl_journal *j, uint32_t segment)
 {
     int before = atomic_fetch_sub(&j->pins[segment % SEG_RING], 1);
-    if (before <= 0)
-        abort(); /* a release without its pin: a programming error */
+    if (before <= 0) {
+        repl_logf(0, "msg=\"bug: segment %" PRIu32 " released more often than pinned\"", segment);
+        abort();
+    }
 }
 
 uint32_t repl_journal_segment(struct repl_journal *j) { return atomic_load(&j->current); }
@@ -413,7 +415,7 @@ int repl_journal_create(struct repl_journal **out, const struct repl_journal_con
 {
     struct repl_journal *j = sdk_xcalloc(1, sizeof(*j));
     j->cfg = *cfg;
-    j->dir = strdup(cfg->dir);
+    j->dir = sdk_xstrdup(cfg->dir);
     j->fd = -1;
     j->oldest = first_segment;
     if (mkdir(j->dir, 0755) != 0 && errno != EEXIST) {

@@ -315,7 +315,7 @@ static int db_open(struct rt_shard *s, struct rt_actor *a, char *err, size_t err
         char path[4096];
         rt_object_id(a->cls->cls->name, a->name, a->name_len, a->id);
         rt_object_path(s->config, a->id, path, sizeof(path));
-        a->path = strdup(path);
+        a->path = sdk_xstrdup(path);
     }
     char broken[4200];
     snprintf(broken, sizeof(broken), "%s.broken", a->path);

@@ -39,7 +39,7 @@ static int load_one(const char *path, char *err, size_t errlen)
         dlclose(dl);
         return DOBJ_ECONFIG;
     }
-    classes[nclasses++] = (struct rt_class){.cls = cls, .dl = dl, .path = strdup(path)};
+    classes[nclasses++] = (struct rt_class){.cls = cls, .dl = dl, .path = sdk_xstrdup(path)};
     return 0;
 }
 

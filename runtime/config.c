@@ -49,11 +49,11 @@ static const struct opt opts[] = {
 static void defaults(struct rt_config *c)
 {
     memset(c, 0, sizeof(*c));
-    c->listen_host = strdup("127.0.0.1");
+    c->listen_host = sdk_xstrdup("127.0.0.1");
     c->listen_port = 8080;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     c->shards = n > 0 ? (unsigned)n : 1;
-    c->data_dir = strdup("./data");
+    c->data_dir = sdk_xstrdup("./data");
     c->max_body = 1 << 20;
     c->idle_timeout_ms = 30000;
     c->max_open = 10000;
@@ -144,14 +144,14 @@ static int opt_set(struct rt_config *c, const struct opt *o, const char *v, char
             return -1;
         }
         free(*(char **)(base + o->offset));
-        *(char **)(base + o->offset) = strdup(v);
+        *(char **)(base + o->offset) = sdk_xstrdup(v);
         return 0;
     case OPT_CLASS:
         if (c->nclasses == RT_CLASSES_MAX) {
             snprintf(err, errlen, "option 'class': more than %d classes", RT_CLASSES_MAX);
             return -1;
         }
-        c->classes[c->nclasses++] = strdup(v);
+        c->classes[c->nclasses++] = sdk_xstrdup(v);
         return 0;
     case OPT_BOOL:
         if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0 || strcmp(v, "false") == 0 || strcmp(v, "0") == 0) {

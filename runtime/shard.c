@@ -31,7 +31,9 @@ void rt_msg_free(struct rt_msg *m)
         free(((struct rt_ws_out *)m)->out);
         break;
     case RT_MSG_DURABLE:
-        abort(); /* never dropped: it carries the journal's answers */
+        /* Never dropped: it carries the journal's answers. */
+        RT_ERROR("msg=\"bug: a journal answer was freed unread\"");
+        abort();
     default:
         break;
     }

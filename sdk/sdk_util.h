@@ -13,6 +13,7 @@ void *sdk_xcalloc(size_t n, size_t size);
 void *sdk_xrealloc(void *p, size_t size);
 /* Copies len bytes and adds a NUL. */
 char *sdk_xstrndup(const char *s, size_t len);
+char *sdk_xstrdup(const char *s);
 
 /* True if s[0..len) is well-formed UTF-8 (no overlongs, no surrogates, at most
  * U+10FFFF). */

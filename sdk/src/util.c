@@ -39,6 +39,8 @@ void *sdk_xrealloc(void *p, size_t size)
     return p;
 }
 
+char *sdk_xstrdup(const char *s) { return sdk_xstrndup(s, strlen(s)); }
+
 char *sdk_xstrndup(const char *s, size_t len)
 {
     char *d = sdk_xmalloc(len + 1);
