@@ -296,18 +296,6 @@ static bool db_close(struct rt_actor *a)
     return ok;
 }
 
-static int64_t read_lsn(struct rt_actor *a)
-{
-    sqlite3_stmt *st = NULL;
-    int64_t lsn = 0;
-    /* A new database has no _dobj_meta yet: lsn 0. */
-    if (sqlite3_prepare_v2(a->db, "SELECT value FROM _dobj_meta WHERE key = 'lsn'", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        lsn = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return lsn;
-}
-
 /* Opens the actor's database. On failure writes why into err. */
 static int db_open(struct rt_shard *s, struct rt_actor *a, char *err, size_t errlen)
 {
@@ -360,7 +348,13 @@ static int db_open(struct rt_shard *s, struct rt_actor *a, char *err, size_t err
     sqlite3_commit_hook(a->db, on_commit, a);
     a->running = NULL;
     sqlite3_set_authorizer(a->db, sdk_authorizer, &a->running);
-    a->committed_lsn = a->durable_lsn = (uint64_t)read_lsn(a);
+    int64_t lsn = rt_db_lsn(a->db);
+    if (lsn < 0) {
+        snprintf(err, errlen, "can not read the lsn stamped in %s: %s", a->path, sqlite3_errmsg(a->db));
+        db_close(a);
+        return DOBJ_EIO;
+    }
+    a->committed_lsn = a->durable_lsn = (uint64_t)lsn;
     a->wal_total = 0;
     a->needs_init = true;
     return 0;

@@ -119,17 +119,23 @@ static int64_t file_lsn(const char *path)
     char uri[4200];
     snprintf(uri, sizeof(uri), "file:%s?immutable=1", path);
     sqlite3 *db = NULL;
+    int64_t lsn = -1;
+    if (sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) == SQLITE_OK)
+        lsn = rt_db_lsn(db);
+    sqlite3_close(db);
+    return lsn;
+}
+
+int64_t rt_db_lsn(sqlite3 *db)
+{
     sqlite3_stmt *st = NULL;
     int64_t lsn = -1;
-    if (sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) == SQLITE_OK) {
-        int rc = sqlite3_prepare_v2(db, "SELECT value FROM _dobj_meta WHERE key = 'lsn'", -1, &st, NULL);
-        if (rc == SQLITE_OK)
-            lsn = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-        else if (strstr(sqlite3_errmsg(db), "no such table") != NULL && sqlite3_errcode(db) == SQLITE_ERROR)
-            lsn = 0;
-    }
+    int rc = sqlite3_prepare_v2(db, "SELECT value FROM _dobj_meta WHERE key = 'lsn'", -1, &st, NULL);
+    if (rc == SQLITE_OK)
+        lsn = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    else if (rc == SQLITE_ERROR && strstr(sqlite3_errmsg(db), "no such table") != NULL)
+        lsn = 0;
     sqlite3_finalize(st);
-    sqlite3_close(db);
     return lsn;
 }
 
@@ -265,11 +271,7 @@ static bool obj_check(struct recovery *r, struct obj *o)
         ok = sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st, NULL) == SQLITE_OK &&
              sqlite3_step(st) == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(st, 0), "ok") == 0;
     sqlite3_finalize(st);
-    st = NULL;
-    if (ok)
-        ok = sqlite3_prepare_v2(db, "SELECT value FROM _dobj_meta WHERE key = 'lsn'", -1, &st, NULL) == SQLITE_OK &&
-             sqlite3_step(st) == SQLITE_ROW && (uint64_t)sqlite3_column_int64(st, 0) == o->last_lsn;
-    sqlite3_finalize(st);
+    ok = ok && rt_db_lsn(db) == (int64_t)o->last_lsn;
     sqlite3_close(db);
     return ok;
 }

@@ -272,6 +272,10 @@ void rt_durable_stats(struct repl_stats *out);
  * durable record (rebuilding a missing or damaged one where the journal holds
  * all its records), fsyncs them, and empties the journal. */
 int rt_recover(const struct rt_config *c, uint32_t *next_segment, char *err, size_t errlen);
+struct sqlite3;
+/* The lsn stamped in an object's database: 0 if it has none yet (new), -1 if
+ * it can not be read. */
+int64_t rt_db_lsn(struct sqlite3 *db);
 
 
 /* ---- time -------------------------------------------------------------- */
