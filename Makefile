@@ -29,7 +29,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes 
 CSTD := -std=c11 -D_GNU_SOURCE
 INC := -Isdk/include -Isdk -Iruntime -Iwal -Ireplicate
 CFLAGS_ALL := $(CSTD) $(OPT) $(WARN) $(INC) $(SANFLAGS) $(CFLAGS)
-LIBS := -luv -lsqlite3 -lh2o -lwslay -lssl -lcrypto -lxxhash -lzstd -luring -lpthread -ldl
+LIBS := -luv -lsqlite3 -lh2o -lwslay -lssl -lcrypto -lxxhash -lzstd -luring -lcurl -lpthread -ldl
 # The binary exports only the SDK (dobj_*) to the class libraries it loads.
 LDFLAGS_BIN := -Wl,--dynamic-list=sdk/exports.list $(SANFLAGS) $(LDFLAGS)
 
@@ -76,7 +76,13 @@ asan:
 
 DEB_PACKAGES := gcc make pkg-config libuv1-dev libsqlite3-dev libh2o-dev libwslay-dev libssl-dev \
     liburing-dev libcurl4-openssl-dev libxxhash-dev libzstd-dev libcriterion-dev sqlite3 curl wrk \
-    python3-pytest python3-requests python3-websocket python3-websockets
+    python3-pytest python3-requests python3-websocket python3-websockets python3-boto3 \
+    swift-proxy swift-account swift-container swift-object nodejs
+
+# s3rver (npm), one of the two S3 servers of the system tests
+# (tests/system/s3servers.py), goes into tests/.node, not into the system.
+S3RVER_VERSION := 3.7.1
+NODE_DIR := tests/.node
 
 # Installs, only when something is missing, the Debian packages the build and
 # tests need; `apt-get update` runs once, and only then.
@@ -89,6 +95,16 @@ deps:
 	    $$SUDO apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+	@grep -qs '"version": "$(S3RVER_VERSION)"' $(NODE_DIR)/node_modules/s3rver/package.json || { \
+	    echo "make deps: installing s3rver $(S3RVER_VERSION) into $(NODE_DIR)"; \
+	    if ! command -v npm >/dev/null; then \
+	        SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	        $$SUDO apt-get update -qq && \
+	        DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends npm; \
+	    fi; \
+	    mkdir -p $(NODE_DIR) && \
+	    npm install --prefix $(NODE_DIR) --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
+	        s3rver@$(S3RVER_VERSION); }
 
 run: deps
 	@$(MAKE) --no-print-directory all

@@ -398,6 +398,8 @@ void repl_journal_release(struct repl_journal *j, uint32_t segment)
     }
 }
 
+void repl_journal_pin(struct repl_journal *j, uint32_t segment) { atomic_fetch_add(&j->pins[segment % SEG_RING], 1); }
+
 uint32_t repl_journal_segment(struct repl_journal *j) { return atomic_load(&j->current); }
 
 void repl_journal_stats(struct repl_journal *j, struct repl_stats *out)
@@ -411,13 +413,13 @@ void repl_journal_stats(struct repl_journal *j, struct repl_stats *out)
 }
 
 int repl_journal_create(struct repl_journal **out, const struct repl_journal_config *cfg, uint32_t first_segment,
-                      char *err, size_t errlen)
+                        uint32_t keep_from, char *err, size_t errlen)
 {
     struct repl_journal *j = sdk_xcalloc(1, sizeof(*j));
     j->cfg = *cfg;
     j->dir = sdk_xstrdup(cfg->dir);
     j->fd = -1;
-    j->oldest = first_segment;
+    j->oldest = keep_from <= first_segment && first_segment - keep_from < SEG_RING ? keep_from : first_segment;
     if (mkdir(j->dir, 0755) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "journal: can not create %s: %s", j->dir, strerror(errno));
         goto fail_dir;

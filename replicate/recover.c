@@ -33,10 +33,15 @@ struct scan {
     size_t len;
     bool last;
     bool repair;
-    int (*on_record)(void *, const uint8_t *, size_t);
+    repl_record_cb on_record;
+    uint32_t segment;
     void *arg;
     uint8_t *raw;
     size_t raw_cap;
+    size_t skipped_from[64], skipped_to[64]; /* damaged ranges --repair skipped in this segment */
+    unsigned nskipped;
+    bool skipped_overflow;
+    unsigned skipped_total;
     char *err;
     size_t errlen;
 };
@@ -135,7 +140,7 @@ static int batch_records(struct scan *s, size_t off)
         wal_record_peek(s->raw + p, id, &lsn, &len);
         if (len < WAL_RECORD_HEADER_BYTES || len > u - p)
             goto bad;
-        int rv = s->on_record(s->arg, s->raw + p, len);
+        int rv = s->on_record(s->arg, s->segment, s->raw + p, len);
         if (rv != 0)
             return rv;
         p += len;
@@ -182,6 +187,13 @@ static int scan_segment(struct scan *s, size_t *cut)
         }
         size_t skip = next != 0 ? next : s->len;
         log_repair(s, off, skip - off);
+        if (s->nskipped < sizeof(s->skipped_from) / sizeof(s->skipped_from[0])) {
+            s->skipped_from[s->nskipped] = off;
+            s->skipped_to[s->nskipped++] = skip;
+            s->skipped_total++;
+        } else {
+            s->skipped_overflow = true;
+        }
         off = skip;
     }
     return 0;
@@ -223,6 +235,48 @@ static bool header_ok(const uint8_t *b, size_t len, uint32_t seg)
            XXH3_64bits(b, 24) == wal_get_u64(b + 24);
 }
 
+/* Rewrites a segment without the damaged batches --repair skipped, so the
+ * segment stays readable while it is kept (records not yet uploaded) and the
+ * repair happens once. Written beside it, fsync'd, renamed over it. */
+static int drop_skipped(struct scan *s, const char *path, const uint8_t *buf, size_t len)
+{
+    if (s->skipped_overflow) {
+        snprintf(s->err, s->errlen, "journal %s: more than %zu damaged ranges; not repairing", path,
+                 sizeof(s->skipped_from) / sizeof(s->skipped_from[0]));
+        return -EPROTO;
+    }
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s.repair", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    int rv = 0;
+    size_t from = 0;
+    for (unsigned i = 0; i <= s->nskipped && rv == 0; i++) {
+        size_t to = i < s->nskipped ? s->skipped_from[i] : len;
+        for (size_t off = from; off < to && rv == 0;) {
+            ssize_t n = write(fd, buf + off, to - off);
+            if (n < 0 && errno != EINTR)
+                rv = -errno;
+            else if (n > 0)
+                off += (size_t)n;
+        }
+        if (i < s->nskipped)
+            from = s->skipped_to[i] < len ? s->skipped_to[i] : len;
+    }
+    if (rv == 0 && fsync(fd) != 0)
+        rv = -errno;
+    close(fd);
+    if (rv == 0 && rename(tmp, path) != 0)
+        rv = -errno;
+    if (rv != 0) {
+        unlink(tmp);
+        snprintf(s->err, s->errlen, "journal %s: can not rewrite it without the damaged batches: %s", path,
+                 strerror(-rv));
+    }
+    return rv;
+}
+
 static int recover_one(struct scan *s, const char *dir, uint32_t seg)
 {
     char path[4096];
@@ -246,7 +300,14 @@ static int recover_one(struct scan *s, const char *dir, uint32_t seg)
         return -EPROTO;
     }
     size_t cut = 0;
+    s->nskipped = 0;
+    s->skipped_overflow = false;
     rv = scan_segment(s, &cut);
+    if (rv == 0 && s->nskipped > 0) {
+        /* The rewrite leaves out a torn tail too. */
+        rv = drop_skipped(s, path, buf, cut > 0 ? cut : len);
+        cut = 0;
+    }
     free(buf);
     if (rv == 0 && cut > 0) {
         repl_logf(2, "msg=\"cut a torn journal tail (never acknowledged)\" file=%s offset=%zu bytes=%zu", path, cut,
@@ -257,8 +318,8 @@ static int recover_one(struct scan *s, const char *dir, uint32_t seg)
     return rv;
 }
 
-int repl_journal_recover(const char *dir, bool repair, int (*on_record)(void *arg, const uint8_t *rec, size_t len),
-                         void *arg, uint32_t *next_segment, char *err, size_t errlen)
+int repl_journal_recover(const char *dir, bool repair, repl_record_cb on_record, void *arg,
+                         struct repl_recovered *out, char *err, size_t errlen)
 {
     uint32_t *segs = NULL;
     size_t n = 0;
@@ -270,10 +331,13 @@ int repl_journal_recover(const char *dir, bool repair, int (*on_record)(void *ar
     struct scan s = {.repair = repair, .on_record = on_record, .arg = arg, .err = err, .errlen = errlen};
     for (size_t i = 0; i < n && rv == 0; i++) {
         s.last = i + 1 == n;
+        s.segment = segs[i];
         rv = recover_one(&s, dir, segs[i]);
     }
-    if (rv == 0)
-        *next_segment = n > 0 ? segs[n - 1] + 1 : 1;
+    if (rv == 0) {
+        out->next_segment = n > 0 ? segs[n - 1] + 1 : 1;
+        out->skipped = s.skipped_total;
+    }
     free(s.raw);
     free(segs);
     return rv;

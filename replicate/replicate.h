@@ -65,10 +65,15 @@ void repl_set_logger(void (*fn)(int level, const char *msg));
 /* Internal: one log line through the logger above. */
 void repl_logf(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Creates the journal in cfg->dir (which recovery has emptied) and starts its
- * thread. The first segment is numbered `first_segment`. */
+/* Creates the journal in cfg->dir and starts its thread. The first segment
+ * is numbered `first_segment`; the older segments `keep_from` ..
+ * first_segment - 1 that recovery left stay until nothing pins them (pin
+ * them with repl_journal_pin before the first submit). */
 int repl_journal_create(struct repl_journal **out, const struct repl_journal_config *cfg, uint32_t first_segment,
-                      char *err, size_t errlen);
+                        uint32_t keep_from, char *err, size_t errlen);
+/* Takes one more pin on `segment`, which must be pinned already or kept by
+ * create. Thread-safe. */
+void repl_journal_pin(struct repl_journal *j, uint32_t segment);
 /* Queues an entry; thread-safe, never blocks on I/O. */
 void repl_journal_submit(struct repl_journal *j, struct repl_entry *e);
 /* Gives back the pin an entry held on `segment`. Thread-safe. */
@@ -86,12 +91,16 @@ void repl_journal_destroy(struct repl_journal *j);
  * valid record. A torn or invalid batch at the end of the last segment is cut
  * off (it was never acknowledged). An invalid batch anywhere else refuses with
  * an error naming the file and offset, unless `repair` is set: then it is
- * skipped, logged, and recovery goes on. *next_segment gets the
- * number the next journal should start at. on_record returning non-zero stops
+ * skipped, logged, cut out of its segment file, and recovery goes on. on_record returning non-zero stops
  * the scan with that error.
  */
-int repl_journal_recover(const char *dir, bool repair, int (*on_record)(void *arg, const uint8_t *rec, size_t len),
-                         void *arg, uint32_t *next_segment, char *err, size_t errlen);
+typedef int (*repl_record_cb)(void *arg, uint32_t segment, const uint8_t *rec, size_t len);
+struct repl_recovered {
+    uint32_t next_segment; /* where the next journal starts */
+    unsigned skipped;      /* damaged batches --repair skipped (and removed from their segments) */
+};
+int repl_journal_recover(const char *dir, bool repair, repl_record_cb on_record, void *arg,
+                         struct repl_recovered *out, char *err, size_t errlen);
 /* Deletes every segment file of `dir` numbered below `below`. */
 int repl_journal_drop_before(const char *dir, uint32_t below);
 

@@ -62,6 +62,9 @@ struct rt_actor {
     uint32_t pin; /* journal segment of the oldest record not in the fsync'd file */
     bool new_file; /* created by this process: its directory entry needs an fsync too */
     bool committing; /* the runtime's COMMIT is running: the only commit allowed */
+    bool store_checked; /* a missing file was looked for in object storage */
+    bool fetching;      /* ... and the lookup runs now: events wait in `held` */
+    char *fetch_err;    /* the lookup failed: held events get 503 with this */
 
     uint64_t committed_lsn;
     uint64_t durable_lsn;
@@ -143,6 +146,7 @@ static void table_remove(struct rt_actors *t, struct rt_actor *a)
     t->count--;
     free(a->name);
     free(a->path);
+    free(a->fetch_err);
     free(a);
 }
 
@@ -257,6 +261,13 @@ static void sync_and_unpin(struct rt_shard *s, struct rt_actor *a)
     uv_queue_work(&s->loop, &f->req, sync_work, sync_after);
 }
 
+void rt_actor_names(const struct rt_actor *a, const char **cls, const char **name, size_t *name_len)
+{
+    *cls = a->cls->cls->name;
+    *name = a->name;
+    *name_len = a->name_len;
+}
+
 void rt_actor_pin(struct rt_actor *a, uint32_t segment)
 {
     if (a->pin == NO_PIN)
@@ -297,13 +308,23 @@ static bool db_close(struct rt_actor *a)
 }
 
 /* Opens the actor's database. On failure writes why into err. */
-static int db_open(struct rt_shard *s, struct rt_actor *a, char *err, size_t errlen)
+static void actor_path(struct rt_shard *s, struct rt_actor *a)
 {
     if (a->path == NULL) {
         char path[4096];
         rt_object_id(a->cls->cls->name, a->name, a->name_len, a->id);
         rt_object_path(s->config, a->id, path, sizeof(path));
         a->path = sdk_xstrdup(path);
+    }
+}
+
+static int db_open(struct rt_shard *s, struct rt_actor *a, char *err, size_t errlen)
+{
+    actor_path(s, a);
+    if (a->fetch_err != NULL) {
+        snprintf(err, errlen, "the object's database file is missing and object storage can not be read to "
+                              "rebuild it: %s", a->fetch_err);
+        return DOBJ_EUNAVAIL;
     }
     char broken[4200];
     snprintf(broken, sizeof(broken), "%s.broken", a->path);
@@ -874,6 +895,14 @@ static void run_event(struct rt_shard *s, struct rt_actor *a, struct rt_event *e
     struct dobj_ctx ctx;
     atomic_fetch_add_explicit(&s->events, 1, memory_order_relaxed);
     int rv = activate(s, a, buf, sizeof(buf));
+    if (rv == DOBJ_EUNAVAIL && wants_reply) {
+        /* Nothing ran: the client may retry. */
+        gate_push(a, &reply_error(e, 503, buf)->msg);
+        if (e->kind == SDK_EV_WS_OPEN)
+            ws_unlink(a, ws);
+        gate_release(s, a);
+        return;
+    }
     if (rv != 0) {
         sysfail = buf;
         RT_ERROR("msg=\"activation failed\" shard=%u object=%s/%s err=\"%s\"", s->id, a->cls->cls->name, a->name,
@@ -927,6 +956,73 @@ static void actor_event(struct rt_shard *s, struct rt_actor *a, struct rt_event 
     free(e);
 }
 
+/* ---- a missing file rebuilt from object storage (fetch.c) ---------------- */
+
+struct fetch {
+    uv_work_t req;
+    struct rt_shard *s;
+    struct rt_actor *a;
+    char cls[RT_CLASS_NAME_MAX + 1];
+    uint8_t id[16];
+    int rv;
+    uint64_t lsn;
+    char err[512];
+    char path[];
+};
+
+static void fetch_work(uv_work_t *req)
+{
+    struct fetch *f = req->data;
+    f->rv = rt_fetch_object(f->s->config, f->cls, f->id, f->path, &f->lsn, f->err, sizeof(f->err));
+}
+
+static void fetch_done(uv_work_t *req, int status)
+{
+    (void)status;
+    struct fetch *f = req->data;
+    struct rt_actor *a = f->a;
+    a->fetching = false;
+    if (f->rv == 0 || f->rv == -ENOENT) {
+        a->store_checked = true;
+    } else {
+        RT_WARN("msg=\"a missing database can not be rebuilt from object storage: events get 503\" "
+                "object=%s/%s err=\"%s\"",
+                a->cls->cls->name, a->name, f->err);
+        free(a->fetch_err);
+        a->fetch_err = sdk_xstrdup(f->err);
+    }
+    release_held(f->s, a);
+    free(f);
+}
+
+/* A file that is not there may be an object whose disk was wiped: object
+ * storage is asked once, off the loop, before the object starts anew. */
+static bool needs_fetch(struct rt_shard *s, struct rt_actor *a)
+{
+    if (a->db != NULL || a->store_checked || strcmp(s->config->store_url, "none") == 0)
+        return false;
+    actor_path(s, a);
+    if (access(a->path, F_OK) == 0) {
+        a->store_checked = true;
+        return false;
+    }
+    return true;
+}
+
+static void fetch_start(struct rt_shard *s, struct rt_actor *a)
+{
+    size_t plen = strlen(a->path) + 1;
+    struct fetch *f = sdk_xcalloc(1, sizeof(*f) + plen);
+    f->req.data = f;
+    f->s = s;
+    f->a = a;
+    snprintf(f->cls, sizeof(f->cls), "%s", a->cls->cls->name);
+    memcpy(f->id, a->id, sizeof(f->id));
+    memcpy(f->path, a->path, plen);
+    a->fetching = true;
+    uv_queue_work(&s->loop, &f->req, fetch_work, fetch_done);
+}
+
 void rt_actors_on_event(struct rt_shard *s, struct rt_event *e)
 {
     struct rt_actors *t = s->actors;
@@ -940,10 +1036,18 @@ void rt_actors_on_event(struct rt_shard *s, struct rt_event *e)
     }
     if (a == NULL)
         a = table_add(t, e);
-    if (a->held_head != NULL || wal_full(s, a)) {
+    if (a->fetch_err != NULL && a->held_head == NULL && !a->fetching) {
+        /* The events of the failed lookup have had their 503: try again. */
+        free(a->fetch_err);
+        a->fetch_err = NULL;
+    }
+    bool fetch = !a->fetching && a->held_head == NULL && needs_fetch(s, a);
+    if (fetch || a->fetching || a->held_head != NULL || wal_full(s, a)) {
         atomic_store_explicit(&e->msg.next, NULL, memory_order_relaxed);
         *a->held_tail = &e->msg;
         a->held_tail = (struct rt_msg **)&e->msg.next;
+        if (fetch)
+            fetch_start(s, a);
         return;
     }
     actor_event(s, a, e);

@@ -61,6 +61,8 @@ const struct rt_class *rt_class_find(const char *name, size_t len)
     return NULL;
 }
 
+const struct rt_class *rt_class_at(unsigned i) { return i < nclasses ? &classes[i] : NULL; }
+
 void rt_classes_close(void)
 {
     for (unsigned i = 0; i < nclasses; i++) {

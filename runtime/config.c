@@ -42,6 +42,21 @@ static const struct opt opts[] = {
      "start a new journal segment past this size (64M)"},
     {"repair", OPT_BOOL, OFF(repair), 0, 0,
      "at start, skip damaged journal batches (losing their records) instead of refusing to start"},
+    {"store", OPT_STR, OFF(store_url), 0, 0,
+     "object storage for history and restore: file:///DIR, s3://BUCKET/PREFIX or none (file://DATA/store)"},
+    {"store_endpoint", OPT_STR, OFF(store_endpoint), 0, 0,
+     "S3 endpoint http(s)://HOST[:PORT] (https://s3.REGION.amazonaws.com)"},
+    {"store_region", OPT_STR, OFF(store_region), 0, 0, "S3 region for signing (us-east-1)"},
+    {"store_path_style", OPT_BOOL, OFF(store_path_style), 0, 0,
+     "S3 path-style addressing ENDPOINT/BUCKET/KEY instead of BUCKET.HOST (false)"},
+    {"store_access_key", OPT_STR, OFF(store_access_key), 0, 0, "S3 access key ($AWS_ACCESS_KEY_ID)"},
+    {"store_secret_key", OPT_STR, OFF(store_secret_key), 0, 0, "S3 secret key ($AWS_SECRET_ACCESS_KEY)"},
+    {"store_timeout_ms", OPT_UINT, OFF(store_timeout_ms), 100, 600000,
+     "one object-store request attempt gives up after this (30000)"},
+    {"segment_bytes", OPT_SIZE, OFF(segment_bytes), 1 << 12, 1ull << 30,
+     "cut an object's upload segment past this many record bytes (16M)"},
+    {"segment_interval_ms", OPT_UINT, OFF(segment_interval_ms), 10, 86400000,
+     "or this long after its first record (10000)"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -61,6 +76,9 @@ static void defaults(struct rt_config *c)
     c->max_inflight = 65536;
     c->log_level = RT_LOG_INFO;
     c->journal_segment_bytes = 64ull << 20;
+    c->segment_bytes = 16ull << 20;
+    c->segment_interval_ms = 10000;
+    c->store_timeout_ms = 30000;
 }
 
 static const struct opt *opt_find(const char *name, size_t len)
@@ -173,9 +191,11 @@ static int opt_set(struct rt_config *c, const struct opt *o, const char *v, char
                      (unsigned long long)o->max);
             return -1;
         }
-        if (o->offset == OFF(shards) || o->offset == OFF(max_open) || o->offset == OFF(max_inflight))
+        if (o->offset == OFF(shards) || o->offset == OFF(max_open) || o->offset == OFF(max_inflight) ||
+            o->offset == OFF(store_timeout_ms))
             *(unsigned *)(base + o->offset) = (unsigned)n;
-        else if (o->offset == OFF(idle_timeout_ms) || o->offset == OFF(journal_segment_bytes))
+        else if (o->offset == OFF(idle_timeout_ms) || o->offset == OFF(journal_segment_bytes) ||
+                 o->offset == OFF(segment_bytes) || o->offset == OFF(segment_interval_ms))
             *(uint64_t *)(base + o->offset) = n;
         else
             *(size_t *)(base + o->offset) = (size_t)n;
@@ -282,6 +302,11 @@ int rt_config_load(struct rt_config *c, int argc, char **argv, char *err, size_t
     int rv = load_flags(c, argc, argv, true, err, errlen);
     if (rv == 0)
         rv = load_flags(c, argc, argv, false, err, errlen);
+    if (rv == 0 && c->store_url == NULL) {
+        size_t n = strlen(c->data_dir) + 32;
+        c->store_url = sdk_xmalloc(n);
+        snprintf(c->store_url, n, "file://%s/store", c->data_dir);
+    }
     if (rv != 0)
         rt_config_close(c);
     return rv;
@@ -291,6 +316,11 @@ void rt_config_close(struct rt_config *c)
 {
     free(c->listen_host);
     free(c->data_dir);
+    free(c->store_url);
+    free(c->store_endpoint);
+    free(c->store_region);
+    free(c->store_access_key);
+    free(c->store_secret_key);
     for (unsigned i = 0; i < c->nclasses; i++)
         free(c->classes[i]);
     memset(c, 0, sizeof(*c));

@@ -319,7 +319,8 @@ static int on_hello(h2o_req_t *req)
 }
 
 /* Prometheus text: the journal's counters, whose ratio (commits per fsync) is
- * the group commit at work, and the events run. */
+ * the group commit at work, the events run, and the uploads to object
+ * storage (lag: age of the oldest record not yet there). */
 static int on_metrics(h2o_req_t *req)
 {
     struct repl_stats st = {0};
@@ -336,9 +337,23 @@ static int on_metrics(h2o_req_t *req)
                    "# TYPE dobj_journal_record_bytes_total counter\ndobj_journal_record_bytes_total %llu\n"
                    "# TYPE dobj_journal_written_bytes_total counter\ndobj_journal_written_bytes_total %llu\n"
                    "# TYPE dobj_journal_segment gauge\ndobj_journal_segment %u\n",
-                   (unsigned long long)events, (unsigned long long)st.records, (unsigned long long)st.batches,
+                   (unsigned long long)events, (unsigned long long)(st.records - rt_durable_markers()),
+                   (unsigned long long)st.batches,
                    (unsigned long long)st.fsyncs, (unsigned long long)st.bytes_in,
                    (unsigned long long)st.bytes_written, st.segment);
+    struct wal_upload_stats up;
+    if (rt_upload_stats(&up))
+        sdk_buf_printf(&b,
+                       "# TYPE dobj_upload_records_total counter\ndobj_upload_records_total %llu\n"
+                       "# TYPE dobj_upload_records_pending gauge\ndobj_upload_records_pending %llu\n"
+                       "# TYPE dobj_upload_segments_total counter\ndobj_upload_segments_total %llu\n"
+                       "# TYPE dobj_upload_bytes_total counter\ndobj_upload_bytes_total %llu\n"
+                       "# TYPE dobj_upload_failures_total counter\ndobj_upload_failures_total %llu\n"
+                       "# TYPE dobj_upload_lag_seconds gauge\ndobj_upload_lag_seconds %.3f\n"
+                       "# TYPE dobj_upload_store_down gauge\ndobj_upload_store_down %d\n",
+                       (unsigned long long)up.records_uploaded, (unsigned long long)up.records_pending,
+                       (unsigned long long)up.segments_uploaded, (unsigned long long)up.bytes_uploaded,
+                       (unsigned long long)up.failures, (double)up.lag_us / 1e6, up.store_down ? 1 : 0);
     static const char ct[] = "content-type\0text/plain; version=0.0.4";
     respond(req, 200, ct, sizeof(ct), b.data, b.len);
     sdk_buf_close(&b);

@@ -39,6 +39,9 @@ static void usage(FILE *out)
     fprintf(out, "usage: dobj COMMAND [OPTIONS]\n\n"
                  "commands:\n"
                  "  serve      serve objects over HTTP and WebSocket (dobj serve --help)\n"
+                 "  restore    an object's database as of a moment, from object storage\n"
+                 "             (--store URL --object CLASS/NAME (--at RFC3339 | --lsn N) --out FILE)\n"
+                 "  ls         the objects in object storage (--store URL)\n"
                  "  version    print the version\n");
 }
 
@@ -51,6 +54,10 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc - 2, argv + 2);
+    if (strcmp(cmd, "restore") == 0)
+        return rt_cmd_restore(argc - 2, argv + 2);
+    if (strcmp(cmd, "ls") == 0)
+        return rt_cmd_ls(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("dobj %s (sqlite %s, abi %d)\n", DOBJ_VERSION, sqlite3_libversion(), DOBJ_ABI_VERSION);
         return 0;

@@ -14,7 +14,11 @@
  *   3. fsyncs the files, checks each (quick_check, and that its stamped lsn is
  *      the last record's), rebuilds a damaged or missing one from lsn 1 where
  *      the journal still has it, and marks one it can not rebuild as broken.
- *   4. empties the journal: everything it held is now in fsync'd files.
+ *   4. empties the journal of what it need not keep: everything it held is
+ *      now in fsync'd files, but records not yet in object storage (no
+ *      "uploaded" marker covers them) must stay until they are. The segments
+ *      from the oldest such record on are kept, and once the journal and the
+ *      uploader run, rt_recover_uploads() hands those records over again.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -30,11 +34,25 @@
 #include "runtime.h"
 #include "wal.h"
 
-enum obj_state { OBJ_APPLYING, OBJ_SKIP, OBJ_REBUILD };
+/* OBJ_FETCH: the file is missing and the journal does not start at lsn 1:
+ * object storage may have the start. */
+enum obj_state { OBJ_APPLYING, OBJ_SKIP, OBJ_REBUILD, OBJ_FETCH };
+
+/* Where an object's records start in a journal segment. */
+struct seg_start {
+    uint64_t lsn;
+    uint32_t segment;
+};
 
 struct obj {
     uint8_t id[16];
     enum obj_state state;
+    uint64_t uploaded_lsn; /* the newest "uploaded" marker */
+    uint64_t queued_lsn;   /* rt_recover_uploads: handed to the uploader */
+    struct seg_start *segs;
+    size_t nsegs;
+    char *cls, *name; /* read from the file when needed */
+    size_t name_len;
     uint64_t first_lsn, last_lsn;
     uint64_t file_lsn; /* stamped in the file before roll-forward */
     uint64_t records;
@@ -51,6 +69,7 @@ struct recovery {
     struct wal_page *pages;
     uint32_t pages_cap;
     bool rebuild_pass; /* the second pass replays only objects to rebuild */
+    uint32_t keep_from, next_segment;
     uint64_t applied;
     size_t nbroken;
 };
@@ -170,15 +189,41 @@ static int obj_begin(struct recovery *r, struct obj *o, const struct wal_record 
         o->file_lsn = have > 0 ? (uint64_t)have : 0;
         return have >= 0 && rec->lsn > (uint64_t)have + 1 ? obj_gap(r, o, path, (uint64_t)have, rec->lsn) : 0;
     }
+    if (rec->lsn != 1 && strcmp(r->c->store_url, "none") != 0) {
+        o->state = OBJ_FETCH;
+        return 1;
+    }
     if (rec->lsn != 1)
         return obj_gap(r, o, path, 0, rec->lsn);
     o->created = true;
     return rt_mkdir_parents(path);
 }
 
-static int on_record(void *arg, const uint8_t *buf, size_t len)
+/* Remembers which segment holds the object's records from which lsn. */
+static void note_segment(struct obj *o, uint64_t lsn, uint32_t segment)
+{
+    if (o->nsegs > 0 && o->segs[o->nsegs - 1].segment == segment)
+        return;
+    o->segs = sdk_xrealloc(o->segs, (o->nsegs + 1) * sizeof(*o->segs));
+    o->segs[o->nsegs++] = (struct seg_start){.lsn = lsn, .segment = segment};
+}
+
+static int on_record(void *arg, uint32_t segment, const uint8_t *buf, size_t len)
 {
     struct recovery *r = arg;
+    struct wal_record head;
+    wal_record_peek_header(buf, &head);
+    if (!r->rebuild_pass) {
+        struct obj *o = obj_find(r, head.object_id, true);
+        if (head.flags & WAL_REC_UPLOADED) {
+            if (head.lsn > o->uploaded_lsn)
+                o->uploaded_lsn = head.lsn;
+            return 0;
+        }
+        note_segment(o, head.lsn, segment);
+    } else if (head.flags & WAL_REC_UPLOADED) {
+        return 0;
+    }
     uint32_t max = (uint32_t)(len / (4 + WAL_PAGE_SIZE_MIN)) + 1;
     if (r->pages_cap < max) {
         free(r->pages);
@@ -192,7 +237,7 @@ static int on_record(void *arg, const uint8_t *buf, size_t len)
         return -EPROTO;
     }
     struct obj *o = obj_find(r, rec.object_id, !r->rebuild_pass);
-    if (o == NULL || o->state == OBJ_SKIP || (r->rebuild_pass && o->state != OBJ_REBUILD))
+    if (o == NULL || o->state == OBJ_SKIP || o->state == OBJ_FETCH || (r->rebuild_pass && o->state != OBJ_REBUILD))
         return 0;
     char path[4096];
     rt_object_path(r->c, rec.object_id, path, sizeof(path));
@@ -295,6 +340,37 @@ static int sync_objects(struct recovery *r, enum obj_state which, char *err, siz
     return 0;
 }
 
+/* A file that is missing or damaged, whose records the journal holds only
+ * from lsn k > 1: object storage may hold 1 .. k - 1 (a wiped disk, a new
+ * host). Fetched, the file gets the journal's records in the rebuild pass.
+ * 1 if it will be rebuilt, 0 if it is broken. */
+static size_t fetch_start(struct recovery *r, struct obj *o)
+{
+    char path[4096], err[1024];
+    rt_object_path(r->c, o->id, path, sizeof(path));
+    unlink(path);
+    uint64_t have = 0;
+    int rv = rt_fetch_object(r->c, NULL, o->id, path, &have, err, sizeof(err));
+    if (rv == 0 && have + 1 >= o->first_lsn) {
+        o->state = OBJ_REBUILD;
+        o->last_lsn = 0;
+        return 1;
+    }
+    char why[1200];
+    if (rv == 0)
+        snprintf(why, sizeof(why), "object storage holds records up to %llu, the journal starts at %llu",
+                 (unsigned long long)have, (unsigned long long)o->first_lsn);
+    else if (rv == -ENOENT)
+        snprintf(why, sizeof(why), "the database is missing or damaged, the journal does not start at lsn 1, and "
+                                   "object storage does not have the object");
+    else
+        snprintf(why, sizeof(why), "the database is missing or damaged, the journal does not start at lsn 1, and "
+                                   "object storage can not be read: %s", err);
+    unlink(path);
+    mark_broken(r, o, why);
+    return 0;
+}
+
 /* Step 3: checks every object applied; rebuilds what it can. */
 static int check_objects(struct recovery *r, char *err, size_t errlen)
 {
@@ -305,13 +381,13 @@ static int check_objects(struct recovery *r, char *err, size_t errlen)
     for (size_t i = 0; i < r->nobjs; i++) {
         struct obj *o = &r->objs[i];
         /* A file ahead of the journal's last record would be a mix of both. */
-        if (o->state != OBJ_APPLYING || (o->file_lsn <= o->last_lsn && obj_check(r, o)))
-            continue;
-        if (o->first_lsn != 1) {
-            mark_broken(r, o, "the database fails its check after roll-forward and the journal does not start at "
-                              "lsn 1");
+        if (o->state == OBJ_FETCH || (o->state == OBJ_APPLYING && o->first_lsn != 1 &&
+                                      !(o->file_lsn <= o->last_lsn && obj_check(r, o)))) {
+            rebuild += fetch_start(r, o);
             continue;
         }
+        if (o->state != OBJ_APPLYING || (o->file_lsn <= o->last_lsn && obj_check(r, o)))
+            continue;
         char path[4096];
         rt_object_path(r->c, o->id, path, sizeof(path));
         RT_WARN("msg=\"database damaged: rebuilding it from the journal\" file=%s", path);
@@ -323,7 +399,7 @@ static int check_objects(struct recovery *r, char *err, size_t errlen)
     if (rebuild == 0)
         return 0;
     char dir[4096];
-    uint32_t next = 0;
+    struct repl_recovered next;
     snprintf(dir, sizeof(dir), "%s/journal", r->c->data_dir);
     r->rebuild_pass = true;
     rv = repl_journal_recover(dir, r->c->repair, on_record, r, &next, err, errlen);
@@ -341,9 +417,14 @@ static int check_objects(struct recovery *r, char *err, size_t errlen)
  * <db>.broken.records (records back to back, wal/record.c format): the
  * journal is emptied next, and they may be the only copy of acknowledged
  * writes. */
-static int save_record(void *arg, const uint8_t *buf, size_t len)
+static int save_record(void *arg, uint32_t segment, const uint8_t *buf, size_t len)
 {
+    (void)segment;
     struct recovery *r = arg;
+    struct wal_record head;
+    wal_record_peek_header(buf, &head);
+    if (head.flags & WAL_REC_UPLOADED)
+        return 0;
     uint8_t id[16];
     uint64_t lsn;
     uint32_t rlen;
@@ -375,7 +456,7 @@ static int save_broken(struct recovery *r, const char *dir, char *err, size_t er
 {
     if (r->nbroken == 0)
         return 0;
-    uint32_t next = 0;
+    struct repl_recovered next;
     return repl_journal_recover(dir, r->c->repair, save_record, r, &next, err, errlen);
 }
 
@@ -399,14 +480,50 @@ static void sync_dirs(const struct rt_config *c)
     closedir(top);
 }
 
-int rt_recover(const struct rt_config *c, uint32_t *next_segment, char *err, size_t errlen)
+/* The oldest journal segment holding a record the store may not have. */
+static uint32_t keep_from(struct recovery *r, uint32_t next_segment)
 {
-    struct recovery r = {.c = c};
+    uint32_t keep = next_segment;
+    if (strcmp(r->c->store_url, "none") == 0)
+        return keep;
+    for (size_t i = 0; i < r->nobjs; i++) {
+        struct obj *o = &r->objs[i];
+        if (o->broken || o->nsegs == 0 || o->last_lsn <= o->uploaded_lsn)
+            continue;
+        uint64_t need = o->uploaded_lsn + 1;
+        uint32_t seg = o->segs[0].segment;
+        for (size_t k = 0; k < o->nsegs && o->segs[k].lsn <= need; k++)
+            seg = o->segs[k].segment;
+        if (seg < keep)
+            keep = seg;
+    }
+    return keep;
+}
+
+static struct recovery *kept; /* between rt_recover and rt_recover_uploads */
+
+static void recovery_free(struct recovery *r)
+{
+    for (size_t i = 0; i < r->nobjs; i++) {
+        free(r->objs[i].segs);
+        free(r->objs[i].cls);
+    }
+    free(r->objs);
+    free(r->slots);
+    free(r->pages);
+    free(r);
+}
+
+int rt_recover(const struct rt_config *c, uint32_t *next_segment, uint32_t *keep, char *err, size_t errlen)
+{
+    struct recovery *r = sdk_xcalloc(1, sizeof(*r));
+    r->c = c;
     char dir[4096];
     snprintf(dir, sizeof(dir), "%s/journal/x", c->data_dir);
     int rv = rt_mkdir_parents(dir);
     if (rv != 0) {
         snprintf(err, errlen, "option 'data': can not create %s: %s", c->data_dir, strerror(-rv));
+        recovery_free(r);
         return rv;
     }
     snprintf(dir, sizeof(dir), "%s/journal", c->data_dir);
@@ -414,24 +531,128 @@ int rt_recover(const struct rt_config *c, uint32_t *next_segment, char *err, siz
     if (rv != 0) {
         snprintf(err, errlen, "recovery: can not remove stale WAL files under %s/objects: %s", c->data_dir,
                  strerror(-rv));
+        recovery_free(r);
         return rv;
     }
-    rv = repl_journal_recover(dir, c->repair, on_record, &r, next_segment, err, errlen);
+    struct repl_recovered got = {0};
+    rv = repl_journal_recover(dir, c->repair, on_record, r, &got, err, errlen);
+    *next_segment = got.next_segment;
     if (rv == 0)
-        rv = check_objects(&r, err, errlen);
+        rv = check_objects(r, err, errlen);
     if (rv == 0)
-        rv = save_broken(&r, dir, err, errlen);
+        rv = save_broken(r, dir, err, errlen);
     if (rv == 0) {
         sync_dirs(c);
-        rv = repl_journal_drop_before(dir, *next_segment);
+        /* After a repair the journal holds history that no longer happened
+         * (records past a gap): none of it may be replayed again. Records it
+         * held that the store does not have yet leave a gap there too,
+         * which the object's next snapshot closes. */
+        *keep = got.skipped > 0 ? *next_segment : keep_from(r, *next_segment);
+        if (got.skipped > 0)
+            RT_WARN("msg=\"repair: the journal is emptied; records it held that were not in object storage yet "
+                    "will not be uploaded\"");
+        rv = repl_journal_drop_before(dir, *keep);
         if (rv != 0)
             snprintf(err, errlen, "recovery: can not empty the journal %s: %s", dir, strerror(-rv));
     }
-    if (rv == 0 && r.applied > 0)
-        RT_INFO("msg=\"rolled forward from the journal\" objects=%zu records=%llu", r.nobjs,
-                (unsigned long long)r.applied);
-    free(r.objs);
-    free(r.slots);
-    free(r.pages);
+    if (rv == 0 && r->applied > 0)
+        RT_INFO("msg=\"rolled forward from the journal\" objects=%zu records=%llu", r->nobjs,
+                (unsigned long long)r->applied);
+    if (rv == 0 && *keep < *next_segment) {
+        r->keep_from = *keep;
+        r->next_segment = *next_segment;
+        kept = r;
+    } else {
+        recovery_free(r);
+    }
+    return rv;
+}
+
+/* The object's class and name, from its file's _dobj_meta. */
+static bool read_names(struct recovery *r, struct obj *o)
+{
+    char path[4096], uri[4200];
+    rt_object_path(r->c, o->id, path, sizeof(path));
+    snprintf(uri, sizeof(uri), "file:%s?immutable=1", path);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    bool ok = false;
+    if (sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db,
+                           "SELECT (SELECT value FROM _dobj_meta WHERE key = 'class'),"
+                           " (SELECT value FROM _dobj_meta WHERE key = 'name')",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_TEXT &&
+        sqlite3_column_type(st, 1) != SQLITE_NULL) {
+        size_t cl = (size_t)sqlite3_column_bytes(st, 0);
+        const void *n = sqlite3_column_blob(st, 1);
+        size_t nl = (size_t)sqlite3_column_bytes(st, 1);
+        o->cls = sdk_xmalloc(cl + 1 + nl + 1);
+        memcpy(o->cls, sqlite3_column_text(st, 0), cl);
+        o->cls[cl] = '\0';
+        o->name = o->cls + cl + 1;
+        memcpy(o->name, n, nl);
+        o->name[nl] = '\0';
+        o->name_len = nl;
+        ok = rt_class_name_valid(o->cls, cl);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return ok;
+}
+
+static int on_pending(void *arg, uint32_t segment, const uint8_t *buf, size_t len)
+{
+    struct recovery *r = arg;
+    struct wal_record head;
+    wal_record_peek_header(buf, &head);
+    if (head.flags & WAL_REC_UPLOADED)
+        return 0;
+    struct obj *o = obj_find(r, head.object_id, false);
+    if (o == NULL || o->broken || head.lsn <= o->uploaded_lsn || head.lsn > o->last_lsn ||
+        (o->queued_lsn != 0 && head.lsn != o->queued_lsn + 1))
+        return 0;
+    if (o->cls == NULL && !read_names(r, o)) {
+        char path[4096];
+        rt_object_path(r->c, o->id, path, sizeof(path));
+        RT_ERROR("msg=\"can not read the object's class and name: its records are not uploaded\" file=%s", path);
+        o->broken = true;
+        return 0;
+    }
+    uint8_t *copy = sdk_xmalloc(len);
+    memcpy(copy, buf, len);
+    rt_durable_upload(o->cls, o->name, o->name_len, copy, len, segment);
+    o->queued_lsn = head.lsn;
+    return 0;
+}
+
+int rt_recover_uploads(const struct rt_config *c, char *err, size_t errlen)
+{
+    struct recovery *r = kept;
+    kept = NULL;
+    if (r == NULL)
+        return 0;
+    int rv = 0;
+    if (rt_host.uploader != NULL) {
+        /* While the scan runs, the uploader may already give pins back: hold
+         * every kept segment until the scan is done. */
+        for (uint32_t s = r->keep_from; s < r->next_segment; s++)
+            repl_journal_pin(rt_host.journal, s);
+        char dir[4096];
+        snprintf(dir, sizeof(dir), "%s/journal", c->data_dir);
+        struct repl_recovered next;
+        rv = repl_journal_recover(dir, c->repair, on_pending, r, &next, err, errlen);
+        uint64_t n = 0;
+        for (size_t i = 0; i < r->nobjs; i++)
+            if (r->objs[i].queued_lsn > r->objs[i].uploaded_lsn)
+                n += r->objs[i].queued_lsn - r->objs[i].uploaded_lsn;
+        if (n > 0)
+            RT_INFO("msg=\"records not yet in object storage go to the uploader again\" records=%llu "
+                    "journal_segments=%u",
+                    (unsigned long long)n, r->next_segment - r->keep_from);
+        for (uint32_t s = r->keep_from; s < r->next_segment; s++)
+            repl_journal_release(rt_host.journal, s);
+    }
+    recovery_free(r);
     return rv;
 }

@@ -30,6 +30,7 @@
 #include "sdk.h"
 #include "sdk_util.h"
 #include "replicate.h"
+#include "wal.h"
 
 /* ---- logging ----------------------------------------------------------- */
 
@@ -69,6 +70,11 @@ struct rt_config {
     int log_level;
     uint64_t journal_segment_bytes;
     bool repair; /* skip damaged journal batches at start instead of refusing */
+    char *store_url; /* "none": no object storage */
+    char *store_endpoint, *store_region, *store_access_key, *store_secret_key;
+    bool store_path_style;
+    unsigned store_timeout_ms;
+    uint64_t segment_bytes, segment_interval_ms;
 };
 
 /* Fills defaults, then the config file named by --config (if any), then the
@@ -110,6 +116,8 @@ struct rt_class {
 /* Loads every class of the config; names the file and reason on failure. */
 int rt_classes_load(const struct rt_config *c, char *err, size_t errlen);
 const struct rt_class *rt_class_find(const char *name, size_t len);
+/* The i-th loaded class, NULL past the last. */
+const struct rt_class *rt_class_at(unsigned i);
 void rt_classes_close(void);
 
 /* ---- messages between shards (shard.c) --------------------------------- */
@@ -203,6 +211,7 @@ struct rt_host {
     unsigned nshards;
     struct rt_shard *shards;
     struct repl_journal *journal;
+    struct wal_uploader *uploader; /* NULL with store = none */
     uv_sem_t stopped; /* each shard posts once it takes no more events */
 };
 
@@ -240,6 +249,9 @@ struct rt_actor;
 /* The durability point reports that every record up to `lsn` is durable. */
 void rt_actor_durable(struct rt_shard *s, struct rt_actor *a, uint64_t lsn);
 
+/* The actor's class and object name (valid while the actor is). */
+void rt_actor_names(const struct rt_actor *a, const char **cls, const char **name, size_t *name_len);
+
 /* The journal's segment pin a durable record hands to its actor; the actor
  * gives it back once its database file is checkpointed and fsync'd. */
 void rt_actor_pin(struct rt_actor *a, uint32_t segment);
@@ -248,8 +260,19 @@ void rt_actor_pin(struct rt_actor *a, uint32_t segment);
 
 /* Sends the journal's log lines to RT_LOG; before recovery. */
 void rt_durable_init_logging(void);
-/* Opens the journal (after recovery); `first_segment` from rt_recover. */
-int rt_durable_start(struct rt_config *c, uint32_t first_segment, char *err, size_t errlen);
+/* Opens the journal and the uploader (after recovery); the segments from
+ * rt_recover. */
+int rt_durable_start(struct rt_config *c, uint32_t first_segment, uint32_t keep_from, char *err, size_t errlen);
+/* The object-store settings of the config. */
+struct wal_store_config rt_store_config(const struct rt_config *c);
+/* Hands a durable record (owned) to the uploader with a pin on its journal
+ * segment; frees it when there is no object storage. */
+void rt_durable_upload(const char *cls, const char *name, size_t name_len, uint8_t *rec, size_t len,
+                       uint32_t segment);
+/* "Uploaded" marker records the journal wrote (not commits). */
+uint64_t rt_durable_markers(void);
+/* Upload counters for /_metrics; false without object storage. */
+bool rt_upload_stats(struct wal_upload_stats *out);
 /* Drains the journal: every submitted record gets its answer. */
 void rt_durable_stop(void);
 /* Frees it, once the shard threads are joined. */
@@ -270,13 +293,34 @@ void rt_durable_stats(struct repl_stats *out);
 
 /* Reads DATA/journal back, rolls every object's database forward to its last
  * durable record (rebuilding a missing or damaged one where the journal holds
- * all its records), fsyncs them, and empties the journal. */
-int rt_recover(const struct rt_config *c, uint32_t *next_segment, char *err, size_t errlen);
+ * all its records), fsyncs them, and deletes the journal segments that hold
+ * no record still to be uploaded: *keep_from .. *next_segment - 1 stay. */
+int rt_recover(const struct rt_config *c, uint32_t *next_segment, uint32_t *keep_from, char *err, size_t errlen);
+/* Once the journal and uploader run: hands the uploader every record the
+ * kept segments hold that the store does not have yet. */
+int rt_recover_uploads(const struct rt_config *c, char *err, size_t errlen);
 struct sqlite3;
 /* The lsn stamped in an object's database: 0 if it has none yet (new), -1 if
  * it can not be read. */
 int64_t rt_db_lsn(struct sqlite3 *db);
 
+
+/* ---- rebuilding from object storage (fetch.c) --------------------------- */
+
+/* Writes the newest state the store holds of object `id` of class `cls`
+ * (NULL: try every loaded class) to `path`, which must not exist. Returns 0
+ * (*lsn set, *cls_found set when cls was NULL), -ENOENT if the store has no
+ * such object (or there is no store), or another negative errno with err
+ * saying why. Blocking: not on a shard's loop. */
+int rt_fetch_object(const struct rt_config *c, const char *cls, const uint8_t id[16], const char *path,
+                    uint64_t *lsn, char *err, size_t errlen);
+
+/* ---- operator commands (tools.c) ---------------------------------------- */
+
+int rt_cmd_restore(int argc, char **argv);
+int rt_cmd_ls(int argc, char **argv);
+/* RFC 3339 to microseconds since the epoch; -1 if it is not one. */
+int rt_parse_rfc3339(const char *s, int64_t *out_us);
 
 /* ---- time -------------------------------------------------------------- */
 

@@ -203,14 +203,15 @@ int rt_host_run(struct rt_config *c)
         fprintf(stderr, "dobj: can not register the SQLite VFS\n");
         return 1;
     }
-    uint32_t first_segment = 1;
+    uint32_t first_segment = 1, keep_from = 1;
     int64_t t0 = rt_now_us();
-    if (rt_recover(c, &first_segment, err, sizeof(err)) != 0) {
+    if (rt_recover(c, &first_segment, &keep_from, err, sizeof(err)) != 0) {
         fprintf(stderr, "dobj: %s\n", err);
         return 1;
     }
     RT_INFO("msg=\"recovered\" took_ms=%lld", (long long)((rt_now_us() - t0) / 1000));
-    if (rt_durable_start(c, first_segment, err, sizeof(err)) != 0) {
+    if (rt_durable_start(c, first_segment, keep_from, err, sizeof(err)) != 0 ||
+        rt_recover_uploads(c, err, sizeof(err)) != 0) {
         fprintf(stderr, "dobj: %s\n", err);
         return 1;
     }

@@ -11,7 +11,7 @@
  *       48     4  database size in pages after the commit
  *       52     4  page size in bytes (a power of two, 512 to 65536)
  *       56     4  number of pages n
- *       60     4  flags (0; reserved)
+ *       60     4  flags: 1 = "uploaded" marker (journal only, no pages)
  *       64        n times: page number (4), page image (page size)
  *   len - 8    8  XXH3-64 of bytes [0, len - 8)
  *
@@ -66,6 +66,19 @@ void wal_record_peek(const uint8_t *buf, uint8_t id[WAL_OBJECT_ID_BYTES], uint64
     memcpy(id, buf + 8, WAL_OBJECT_ID_BYTES);
     *lsn = wal_get_u64(buf + 32);
     *len = wal_get_u32(buf + 4);
+}
+
+void wal_record_peek_header(const uint8_t *buf, struct wal_record *r)
+{
+    memset(r, 0, sizeof(*r));
+    memcpy(r->object_id, buf + 8, WAL_OBJECT_ID_BYTES);
+    r->epoch = wal_get_u64(buf + 24);
+    r->lsn = wal_get_u64(buf + 32);
+    r->commit_us = (int64_t)wal_get_u64(buf + 40);
+    r->db_pages = wal_get_u32(buf + 48);
+    r->page_size = wal_get_u32(buf + 52);
+    r->npages = wal_get_u32(buf + 56);
+    r->flags = wal_get_u32(buf + 60);
 }
 
 static bool page_size_ok(uint32_t ps)

@@ -31,6 +31,11 @@ struct wal_page {
     const uint8_t *data; /* page_size bytes, borrowed */
 };
 
+/* A journal-only record with no pages: every record of the object up to its
+ * lsn is in object storage, so the journal need not keep them. Never applied,
+ * never uploaded. */
+#define WAL_REC_UPLOADED 1u
+
 struct wal_record {
     uint8_t object_id[WAL_OBJECT_ID_BYTES];
     uint64_t epoch;
@@ -38,7 +43,7 @@ struct wal_record {
     int64_t commit_us;
     uint32_t db_pages; /* database size in pages after the commit */
     uint32_t page_size;
-    uint32_t flags;
+    uint32_t flags; /* WAL_REC_* */
     uint32_t npages;
     const struct wal_page *pages; /* borrowed; by ascending pgno, each once */
 };
@@ -60,6 +65,10 @@ int wal_record_decode(const uint8_t *buf, size_t len, struct wal_record *r, stru
 /* The object id of a record without decoding the rest; buf holds at least
  * WAL_RECORD_HEADER_BYTES. */
 void wal_record_peek(const uint8_t *buf, uint8_t id[WAL_OBJECT_ID_BYTES], uint64_t *lsn, uint32_t *len);
+
+/* The header fields of an encoded record (at least WAL_RECORD_HEADER_BYTES),
+ * without checking it: for records that were checked when they were made. */
+void wal_record_peek_header(const uint8_t *buf, struct wal_record *r);
 
 /* ---- the in-memory WAL (memvfs.c) -------------------------------------- */
 
@@ -120,6 +129,249 @@ int wal_capture_commit(struct wal_capture *c, uint32_t wal_frames, struct wal_re
  * as the newest one comes last. Returns 0 or -errno.
  */
 int wal_apply(int fd, const struct wal_record *r);
+
+
+/* ---- object storage (store.c, store_s3.c) ------------------------------ */
+
+/*
+ * One small interface over two backends: "file:///DIR" (a directory) and
+ * "s3://BUCKET/PREFIX" (libcurl's multi interface with SigV4, driven by the
+ * caller's libuv loop). Keys are relative to the URL's prefix and made of
+ * [A-Za-z0-9._-/]. Objects are written whole and never changed: a put
+ * replaces nothing that a reader could be reading half of.
+ *
+ * Every operation completes on the store's loop with its callback, never
+ * inside the call. A store belongs to one loop (one thread).
+ */
+struct uv_loop_s;
+
+struct wal_store_config {
+    const char *url;        /* file:///dir or s3://bucket/prefix */
+    const char *endpoint;   /* s3: http(s)://host[:port]; default https://s3.REGION.amazonaws.com */
+    const char *region;     /* s3: default us-east-1 */
+    bool path_style;        /* s3: ENDPOINT/BUCKET/KEY instead of BUCKET.ENDPOINT/KEY */
+    const char *access_key; /* s3: default $AWS_ACCESS_KEY_ID */
+    const char *secret_key; /* s3: default $AWS_SECRET_ACCESS_KEY */
+    const char *session_token; /* s3: default $AWS_SESSION_TOKEN */
+    unsigned timeout_ms;    /* one attempt; 0: 30000 */
+    unsigned attempts;      /* tries per operation, with exponential backoff and jitter; 0: 5 */
+};
+
+struct wal_store_entry {
+    char *key;
+    uint64_t size;
+    int64_t mtime_us;
+};
+
+/* What an operation gives its callback; the callback may take `data` or
+ * `entries` (setting them NULL), the rest is freed after it returns. */
+struct wal_store_result {
+    int status; /* 0; -ENOENT: no such key; another negative errno: failed (err says why) */
+    char err[256];
+    uint8_t *data; /* get */
+    size_t len;
+    struct wal_store_entry *entries; /* list, sorted by key */
+    size_t nentries;
+};
+
+typedef void (*wal_store_cb)(void *arg, struct wal_store_result *res);
+
+struct wal_store;
+
+/* Opens a store on `loop`. Returns 0, or -EINVAL with err naming what is
+ * wrong with the configuration. */
+int wal_store_open(struct wal_store **out, const struct wal_store_config *cfg, struct uv_loop_s *loop, char *err,
+                   size_t errlen);
+/* Frees the store once nothing is pending (run the loop until then). */
+void wal_store_close(struct wal_store *s);
+/* The URL it was opened with, for messages. */
+const char *wal_store_url(const struct wal_store *s);
+/* data[0..len) is borrowed until the callback. */
+void wal_store_put(struct wal_store *s, const char *key, const void *data, size_t len, wal_store_cb cb, void *arg);
+void wal_store_get(struct wal_store *s, const char *key, wal_store_cb cb, void *arg);
+/* Every key that starts with `prefix`, with sizes and modification times. */
+void wal_store_list(struct wal_store *s, const char *prefix, wal_store_cb cb, void *arg);
+/* Deleting a key that is not there succeeds. */
+void wal_store_delete(struct wal_store *s, const char *key, wal_store_cb cb, void *arg);
+void wal_store_result_free(struct wal_store_result *res);
+void wal_store_entries_free(struct wal_store_entry *v, size_t n);
+
+/* Blocking forms of the four operations, for a store whose loop the caller
+ * owns. They fill `res` (free it with wal_store_result_free) and return its
+ * status. */
+int wal_store_put_sync(struct wal_store *s, const char *key, const void *data, size_t len,
+                       struct wal_store_result *res);
+int wal_store_get_sync(struct wal_store *s, const char *key, struct wal_store_result *res);
+int wal_store_list_sync(struct wal_store *s, const char *prefix, struct wal_store_result *res);
+int wal_store_delete_sync(struct wal_store *s, const char *key, struct wal_store_result *res);
+
+/* Where the store's few log lines go (0 error, 1 warn, 2 info). */
+void wal_set_logger(void (*fn)(int level, const char *msg));
+void wal_logf(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- segments (segment.c) ---------------------------------------------- */
+
+/*
+ * A segment is a run of one object's consecutive records as one immutable
+ * object-store object, each record compressed on its own (zstd) behind an
+ * index of commit times, so a restore finds a moment without decompressing
+ * anything. Format in segment.c.
+ */
+struct ZSTD_CCtx_s;
+struct ZSTD_DCtx_s;
+
+struct wal_seg_builder {
+    uint8_t id[WAL_OBJECT_ID_BYTES];
+    uint64_t epoch;
+    uint64_t first_lsn, last_lsn;
+    uint32_t n;
+    uint8_t *index; /* n entries */
+    size_t index_cap;
+    uint8_t *data; /* compressed records */
+    size_t data_len, data_cap;
+    uint64_t raw_bytes;
+};
+
+/* Adds the next record (lsn last_lsn + 1, or the first). 0, or -EINVAL if it
+ * does not follow, or -ENOMEM if zstd fails. */
+int wal_seg_add(struct wal_seg_builder *b, struct ZSTD_CCtx_s *zc, const uint8_t *rec, size_t len);
+/* The segment object (malloc'd) of what was added; the builder is emptied. */
+uint8_t *wal_seg_finish(struct wal_seg_builder *b, size_t *len);
+void wal_seg_builder_free(struct wal_seg_builder *b);
+/* "CLASS/HEX/segments/<first 20d>-<last 20d>-<epoch 20d>.seg" */
+void wal_seg_key(char *out, size_t cap, const char *object_prefix, uint64_t first, uint64_t last, uint64_t epoch);
+/* Parses the last path element of a segment key; false if it is not one. */
+bool wal_seg_key_parse(const char *key, uint64_t *first, uint64_t *last, uint64_t *epoch);
+
+struct wal_segment {
+    uint8_t id[WAL_OBJECT_ID_BYTES];
+    uint64_t epoch, first_lsn, last_lsn;
+    uint32_t n;
+    const uint8_t *index, *data;
+    size_t data_len;
+};
+
+/* Checks a segment object (sizes, checksum) and points `s` into buf. 0, or
+ * -EPROTO with err saying what is wrong. */
+int wal_seg_parse(const uint8_t *buf, size_t len, struct wal_segment *s, char *err, size_t errlen);
+int64_t wal_seg_commit_us(const struct wal_segment *s, uint32_t i);
+/* Decompresses record i into *buf (grown as needed). 0 or -EPROTO. */
+int wal_seg_record(const struct wal_segment *s, uint32_t i, struct ZSTD_DCtx_s *dc, uint8_t **buf, size_t *cap,
+                   size_t *len);
+
+/* ---- the uploader (upload.c) -------------------------------------------- */
+
+/*
+ * A thread with its own libuv loop and store. Durable records come in (any
+ * thread); per object they are cut into segments (segment_bytes of records,
+ * or segment_interval_ms after the first), uploaded in lsn order, one at a
+ * time per object and many objects at once. Once a segment is in the store,
+ * `uploaded` says so with the tags its records came with (the journal pins
+ * they hold). A failed upload is retried, with backoff, until it succeeds or
+ * the uploader stops: the journal still holds those records.
+ *
+ * Store layout, per object (HEX: the 32-digit object id):
+ *   CLASS/HEX/meta.json                 {"class", "name", "id", "created"}
+ *   CLASS/HEX/segments/<first>-<last>-<epoch>.seg   (20 digits each)
+ *   CLASS/HEX/snapshots/<lsn>.db        zstd frame of the database at lsn
+ */
+struct wal_uploader;
+
+struct wal_upload_config {
+    struct wal_store_config store;
+    uint64_t segment_bytes;       /* 0: 16 MiB */
+    uint64_t segment_interval_ms; /* 0: 10000 */
+    /* On the uploader's thread: object `id`'s records up to `lsn` are in the
+     * store. `tags` (malloc'd, the callee frees) are those of the records. */
+    void (*uploaded)(void *arg, const uint8_t id[WAL_OBJECT_ID_BYTES], uint64_t lsn, uint32_t *tags, size_t ntags);
+    void *arg;
+};
+
+struct wal_upload_stats {
+    uint64_t records_in;        /* records handed over */
+    uint64_t records_uploaded;
+    uint64_t segments_uploaded;
+    uint64_t bytes_uploaded;    /* segment bytes */
+    uint64_t failures;          /* failed attempts */
+    uint64_t records_pending;   /* handed over, not yet in the store */
+    int64_t lag_us;             /* age of the oldest pending record, 0 if none */
+    bool store_down;            /* the last attempt failed */
+};
+
+/* Opens the store and starts the thread. */
+int wal_uploader_start(struct wal_uploader **out, const struct wal_upload_config *cfg, char *err, size_t errlen);
+/* Hands over a durable record of object cls/name (rec is owned by the
+ * uploader from now on). Records of one object come in lsn order. */
+void wal_uploader_submit(struct wal_uploader *u, const char *cls, const char *name, size_t name_len, uint8_t *rec,
+                         size_t len, uint32_t tag);
+void wal_uploader_stats(struct wal_uploader *u, struct wal_upload_stats *out);
+/* Cuts every open segment, uploads for at most wait_ms, then stops the
+ * thread: no `uploaded` call follows. Records not uploaded stay in the
+ * journal. Submitting after it is harmless (the records are dropped). */
+void wal_uploader_stop(struct wal_uploader *u, unsigned wait_ms);
+/* Frees it, once no thread submits any more. */
+void wal_uploader_destroy(struct wal_uploader *u);
+
+/* "CLASS/HEX/" for an object. */
+void wal_object_prefix(char *out, size_t cap, const char *cls, const uint8_t id[WAL_OBJECT_ID_BYTES]);
+
+/* ---- point-in-time restore (restore.c) ---------------------------------- */
+
+struct wal_restore_progress {
+    uint64_t bytes;    /* downloaded so far */
+    uint32_t segments; /* segments applied so far */
+    uint32_t segments_total;
+};
+
+#define WAL_LSN_LATEST UINT64_MAX
+
+struct wal_restore_opts {
+    const char *object_prefix; /* "CLASS/HEX/" */
+    uint64_t lsn;              /* the state after this record (WAL_LSN_LATEST: the newest), or (when 0) */
+    int64_t at_us;             /* the state after the last record committed at or before this */
+    const char *out;           /* the database file to write; written as out + ".part", then renamed */
+    void (*progress)(void *arg, const struct wal_restore_progress *p);
+    void *arg;
+};
+
+struct wal_restore_result {
+    uint64_t lsn;          /* the record the database ends at */
+    int64_t commit_us;     /* its commit time (0 if it came from a snapshot alone) */
+    uint64_t snapshot_lsn; /* the snapshot it started from (0: none) */
+    uint64_t records;      /* records applied */
+    uint32_t segments;     /* segments downloaded */
+    uint64_t bytes;        /* bytes downloaded */
+    uint64_t db_bytes;     /* size of the database written */
+};
+
+/*
+ * Builds the object's database as of a moment from a store whose loop the
+ * caller owns: the newest snapshot at or before it, then the records up to
+ * it. The result passes quick_check and carries the target lsn, or nothing is
+ * left at `out`. Errors name what is wrong: -ENOENT: the store has no such
+ * object; -ERANGE: a moment before the object's first record, an lsn past the
+ * store's last; -ENODATA: a missing range of records; -EPROTO: a damaged or
+ * truncated segment or snapshot (by key); else the store's error.
+ */
+int wal_restore(struct wal_store *s, const struct wal_restore_opts *o, struct wal_restore_result *res, char *err,
+                size_t errlen);
+
+/* The newest lsn of an object the store holds, and the upload time of its
+ * newest segment (from the listing). 0 if it has none. */
+struct wal_object_info {
+    char cls[64];
+    uint8_t id[WAL_OBJECT_ID_BYTES];
+    uint64_t last_lsn;
+    uint64_t snapshot_lsn;
+    uint64_t bytes; /* in the store */
+    uint32_t segments, snapshots;
+    int64_t last_upload_us;
+};
+/* Summarises the keys of one object (entries of a listing under its prefix). */
+void wal_object_info(const struct wal_store_entry *v, size_t n, const char *prefix, struct wal_object_info *info);
+/* "snapshots/<lsn 20d>.db" key of an object, and its parser. */
+void wal_snapshot_key(char *out, size_t cap, const char *object_prefix, uint64_t lsn);
+bool wal_snapshot_key_parse(const char *key, uint64_t *lsn);
 
 /* ---- little-endian helpers --------------------------------------------- */
 

@@ -462,7 +462,10 @@ def test_old_segments_are_deleted_under_load(server_factory):
     """With 64 KiB segments, sustained writes rotate the journal many times;
     segments are deleted once no object's database needs them, so only a few
     stay on disk."""
-    s = server_factory(name="segs", shards=2, extra_args=["--journal-segment-bytes", "65536"])
+    # Uploads every 200 ms: a segment also waits for its records to be in
+    # object storage.
+    s = server_factory(name="segs", shards=2,
+                       extra_args=["--journal-segment-bytes", "65536", "--segment-interval-ms", "200"])
     sess = new_session()
     deadline = time.monotonic() + 4.0
     n = 0

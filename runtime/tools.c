@@ -1,0 +1,323 @@
+/*
+ * tools.c: the operator's commands that work on object storage without a
+ * running server: `dobj restore` and `dobj ls`. They read the store settings
+ * like `dobj serve` does (--store and --store-* flags, or --config FILE), and
+ * run the store on a private libuv loop.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runtime.h"
+#include "wal.h"
+
+#define RETENTION_DAYS_DEFAULT 30
+
+/* Parses RFC 3339: 2026-12-04T18:02:24Z, with optional fraction and offset. */
+int rt_parse_rfc3339(const char *s, int64_t *out_us)
+{
+    struct tm tm = {0};
+    int n = 0;
+    if (sscanf(s, "%4d-%2d-%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &n) != 3 || n != 10 ||
+        (s[10] != 'T' && s[10] != 't' && s[10] != ' '))
+        return -1;
+    const char *p = s + 11;
+    if (sscanf(p, "%2d:%2d:%2d%n", &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 3 || n != 8)
+        return -1;
+    p += 8;
+    int64_t frac_us = 0;
+    if (*p == '.') {
+        p++;
+        int digits = 0;
+        while (*p >= '0' && *p <= '9') {
+            if (digits < 6)
+                frac_us = frac_us * 10 + (*p - '0');
+            digits++;
+            p++;
+        }
+        if (digits == 0)
+            return -1;
+        for (; digits < 6; digits++)
+            frac_us *= 10;
+    }
+    int64_t offset_s = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int oh, om;
+        if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &n) != 2 || n != 5)
+            return -1;
+        offset_s = (oh * 3600 + om * 60) * (*p == '-' ? -1 : 1);
+        p += 6;
+    } else {
+        return -1;
+    }
+    if (*p != '\0' || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
+        tm.tm_min > 59 || tm.tm_sec > 60)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t t = timegm(&tm);
+    *out_us = ((int64_t)t - offset_s) * 1000000 + frac_us;
+    return 0;
+}
+
+static void fmt_time(int64_t us, char *out, size_t cap)
+{
+    time_t t = (time_t)(us / 1000000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, cap - n, ".%06dZ", (int)(us % 1000000));
+}
+
+/* Splits the tool's own flags from the store settings, which go to
+ * rt_config_load. `own` lists the tool's flags that take a value; `bools`
+ * those that do not. */
+struct tool_args {
+    const char *vals[8];
+    bool flags[4];
+};
+
+static int split_args(int argc, char **argv, const char *const *own, const char *const *bools, struct tool_args *ta,
+                      int *rest_argc, char **rest)
+{
+    *rest_argc = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        bool taken = false;
+        for (int k = 0; own[k] != NULL; k++) {
+            size_t n = strlen(own[k]);
+            if (strncmp(a, own[k], n) == 0 && (a[n] == '\0' || a[n] == '=')) {
+                if (a[n] == '=') {
+                    ta->vals[k] = a + n + 1;
+                } else if (i + 1 < argc) {
+                    ta->vals[k] = argv[++i];
+                } else {
+                    fprintf(stderr, "dobj: option '%s' needs a value\n", own[k]);
+                    return -1;
+                }
+                taken = true;
+            }
+        }
+        for (int k = 0; bools != NULL && bools[k] != NULL; k++)
+            if (strcmp(a, bools[k]) == 0) {
+                ta->flags[k] = true;
+                taken = true;
+            }
+        if (!taken)
+            rest[(*rest_argc)++] = argv[i];
+    }
+    return 0;
+}
+
+struct tool_store {
+    struct rt_config c;
+    uv_loop_t loop;
+    struct wal_store *store;
+};
+
+static int tool_store_open(struct tool_store *t, int argc, char **argv)
+{
+    char err[1024];
+    if (rt_config_load(&t->c, argc, argv, err, sizeof(err)) != 0) {
+        fprintf(stderr, "dobj: %s\n", err);
+        return 2;
+    }
+    if (strcmp(t->c.store_url, "none") == 0) {
+        fprintf(stderr, "dobj: no object storage configured (--store URL)\n");
+        rt_config_close(&t->c);
+        return 2;
+    }
+    uv_loop_init(&t->loop);
+    struct wal_store_config sc = rt_store_config(&t->c);
+    if (wal_store_open(&t->store, &sc, &t->loop, err, sizeof(err)) != 0) {
+        fprintf(stderr, "dobj: %s\n", err);
+        uv_loop_close(&t->loop);
+        rt_config_close(&t->c);
+        return 2;
+    }
+    return 0;
+}
+
+static void tool_store_close(struct tool_store *t)
+{
+    wal_store_close(t->store);
+    uv_run(&t->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&t->loop);
+    rt_config_close(&t->c);
+}
+
+/* "CLASS/NAME" -> the object's store prefix "CLASS/HEX/". */
+static int object_prefix(const char *arg, char *out, size_t cap)
+{
+    const char *slash = strchr(arg, '/');
+    if (slash == NULL || slash == arg || slash[1] == '\0' || !rt_class_name_valid(arg, (size_t)(slash - arg))) {
+        fprintf(stderr, "dobj: --object '%s' is not CLASS/NAME\n", arg);
+        return -1;
+    }
+    char cls[RT_CLASS_NAME_MAX + 1];
+    snprintf(cls, sizeof(cls), "%.*s", (int)(slash - arg), arg);
+    uint8_t id[16];
+    rt_object_id(cls, slash + 1, strlen(slash + 1), id);
+    wal_object_prefix(out, cap, cls, id);
+    return 0;
+}
+
+static void draw_progress(void *arg, const struct wal_restore_progress *p)
+{
+    (void)arg;
+    unsigned total = p->segments_total > 0 ? p->segments_total : 1;
+    unsigned done = p->segments <= total ? p->segments : total;
+    int width = 30, fill = (int)(done * (unsigned)width / total);
+    fprintf(stderr, "\r[%.*s%*s] %u/%u segments, %.1f MB", fill, "##############################", width - fill, "",
+            p->segments, p->segments_total, (double)p->bytes / 1e6);
+    fflush(stderr);
+}
+
+int rt_cmd_restore(int argc, char **argv)
+{
+    static const char *const own[] = {"--object", "--at", "--lsn", "--out", NULL};
+    struct tool_args ta = {0};
+    char **rest = sdk_xcalloc((size_t)argc + 1, sizeof(char *));
+    int nrest = 0;
+    if (split_args(argc, argv, own, NULL, &ta, &nrest, rest) != 0) {
+        free(rest);
+        return 2;
+    }
+    const char *object = ta.vals[0], *at = ta.vals[1], *lsn_s = ta.vals[2], *out = ta.vals[3];
+    char prefix[256];
+    int64_t at_us = 0;
+    uint64_t lsn = 0;
+    int rv = 2;
+    if (object == NULL || out == NULL || (at == NULL) == (lsn_s == NULL)) {
+        fprintf(stderr, "usage: dobj restore --store URL --object CLASS/NAME (--at RFC3339 | --lsn N) --out FILE\n"
+                        "       [--store-endpoint URL --store-region R --store-path-style --config FILE]\n");
+        goto done;
+    }
+    if (object_prefix(object, prefix, sizeof(prefix)) != 0)
+        goto done;
+    if (at != NULL) {
+        if (rt_parse_rfc3339(at, &at_us) != 0) {
+            fprintf(stderr, "dobj: --at '%s' is not an RFC 3339 time (2026-12-04T18:00:00Z)\n", at);
+            goto done;
+        }
+        int64_t oldest = rt_now_us() - (int64_t)RETENTION_DAYS_DEFAULT * 86400 * 1000000;
+        if (at_us < oldest) {
+            fprintf(stderr, "dobj: --at %s is outside the retention window (%d days)\n", at, RETENTION_DAYS_DEFAULT);
+            goto done;
+        }
+    } else {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(lsn_s, &end, 10);
+        if (errno != 0 || *end != '\0' || v == 0 || lsn_s[0] == '-') {
+            fprintf(stderr, "dobj: --lsn '%s' is not a record number (1, 2, ...)\n", lsn_s);
+            goto done;
+        }
+        lsn = v;
+    }
+    if (access(out, F_OK) == 0) {
+        fprintf(stderr, "dobj: --out %s exists; restore writes a new file\n", out);
+        goto done;
+    }
+    struct tool_store t;
+    if (tool_store_open(&t, nrest, rest) != 0)
+        goto done;
+    bool tty = isatty(2);
+    struct wal_restore_opts o = {
+        .object_prefix = prefix, .lsn = lsn, .at_us = at_us, .out = out, .progress = tty ? draw_progress : NULL};
+    struct wal_restore_result res;
+    char err[1024];
+    int64_t t0 = rt_now_us();
+    int r = wal_restore(t.store, &o, &res, err, sizeof(err));
+    double secs = (double)(rt_now_us() - t0) / 1e6;
+    if (tty)
+        fprintf(stderr, "\n");
+    if (r != 0) {
+        fprintf(stderr, "dobj: restore of %s failed: %s\n", object, err);
+        rv = 1;
+    } else {
+        char when[64] = "unknown";
+        if (res.commit_us != 0)
+            fmt_time(res.commit_us, when, sizeof(when));
+        printf("restored %s to lsn %" PRIu64 " (committed %s) into %s: %" PRIu64 " bytes; snapshot lsn %" PRIu64
+               ", %" PRIu64 " records from %u segments, %" PRIu64 " bytes downloaded in %.2f s\n",
+               object, res.lsn, when, out, res.db_bytes, res.snapshot_lsn, res.records, res.segments, res.bytes,
+               secs);
+        rv = 0;
+    }
+    tool_store_close(&t);
+done:
+    free(rest);
+    return rv;
+}
+
+int rt_cmd_ls(int argc, char **argv)
+{
+    static const char *const own[] = {NULL};
+    struct tool_args ta = {0};
+    char **rest = sdk_xcalloc((size_t)argc + 1, sizeof(char *));
+    int nrest = 0;
+    if (split_args(argc, argv, own, NULL, &ta, &nrest, rest) != 0) {
+        free(rest);
+        return 2;
+    }
+    struct tool_store t;
+    if (tool_store_open(&t, nrest, rest) != 0) {
+        free(rest);
+        return 2;
+    }
+    struct wal_store_result list = {0};
+    int rv = 0;
+    if (wal_store_list_sync(t.store, "", &list) != 0) {
+        fprintf(stderr, "dobj: can not list %s: %s\n", wal_store_url(t.store), list.err);
+        rv = 1;
+    } else {
+        printf("%-16s %-32s %12s %10s %8s %8s  %s\n", "CLASS", "NAME", "BYTES", "LAST_LSN", "SEGS", "SNAPS",
+               "LAST_UPLOAD");
+        /* Keys are sorted: an object's keys are together. */
+        for (size_t i = 0; i < list.nentries;) {
+            const char *k = list.entries[i].key;
+            const char *s1 = strchr(k, '/');
+            const char *s2 = s1 != NULL ? strchr(s1 + 1, '/') : NULL;
+            if (s2 == NULL) {
+                i++;
+                continue;
+            }
+            char prefix[256];
+            snprintf(prefix, sizeof(prefix), "%.*s", (int)(s2 + 1 - k), k);
+            size_t j = i;
+            while (j < list.nentries && strncmp(list.entries[j].key, prefix, strlen(prefix)) == 0)
+                j++;
+            struct wal_object_info info;
+            wal_object_info(list.entries + i, j - i, prefix, &info);
+            char name[600] = "?";
+            char mkey[300];
+            snprintf(mkey, sizeof(mkey), "%smeta.json", prefix);
+            struct wal_store_result meta = {0};
+            if (wal_store_get_sync(t.store, mkey, &meta) == 0) {
+                /* {"class":..,"name":"...", ...}: the name as JSON text. */
+                const char *p = memmem(meta.data, meta.len, "\"name\":", 7);
+                const char *q = p != NULL ? memmem(p, meta.len - (size_t)(p - (char *)meta.data), ",\"id\"", 5) : NULL;
+                if (p != NULL && q != NULL)
+                    snprintf(name, sizeof(name), "%.*s", (int)(q - p - 7), p + 7);
+            }
+            wal_store_result_free(&meta);
+            char when[64] = "-";
+            if (info.last_upload_us != 0)
+                fmt_time(info.last_upload_us, when, sizeof(when));
+            printf("%-16s %-32s %12" PRIu64 " %10" PRIu64 " %8u %8u  %s\n", info.cls, name, info.bytes,
+                   info.last_lsn, info.segments, info.snapshots, when);
+            i = j;
+        }
+    }
+    wal_store_result_free(&list);
+    tool_store_close(&t);
+    free(rest);
+    return rv;
+}
