@@ -65,6 +65,11 @@ struct rt_actor {
     bool store_checked; /* a missing file was looked for in object storage */
     bool fetching;      /* ... and the lookup runs now: events wait in `held` */
     char *fetch_err;    /* the lookup failed: held events get 503 with this */
+    /* A snapshot being copied between events (SQLite's backup API). */
+    sqlite3 *snap_db;
+    sqlite3_backup *snap;
+    char *snap_path;
+    struct rt_actor *snap_next;
 
     uint64_t committed_lsn;
     uint64_t durable_lsn;
@@ -85,6 +90,9 @@ struct rt_actors {
     struct rt_actor *lru_head, *lru_tail;
     unsigned nopen;
     uv_timer_t idle_timer;
+    struct rt_actor *snap_head; /* actors with a snapshot in progress */
+    uv_idle_t snap_idle;        /* steps them, one step each per loop turn */
+    unsigned snap_seq;
 };
 
 /* ---- the table --------------------------------------------------------- */
@@ -515,7 +523,7 @@ static void maybe_free(struct rt_actors *t, struct rt_actor *a)
 /* An actor can close its database once nothing waits on its records. */
 static bool evictable(const struct rt_actor *a)
 {
-    return a->gate_head == NULL && a->held_head == NULL && a->durable_lsn >= a->committed_lsn;
+    return a->gate_head == NULL && a->held_head == NULL && a->durable_lsn >= a->committed_lsn && a->snap == NULL;
 }
 
 /* Closes least recently used databases beyond the bound; never `current`,
@@ -540,8 +548,11 @@ static void on_idle_timer(uv_timer_t *h)
     struct rt_actor *a = t->lru_tail;
     while (a != NULL && a->last_used_us <= cutoff) {
         struct rt_actor *prev = a->lru_prev;
-        if (evictable(a) && evict(s, a))
+        if (evictable(a) && evict(s, a)) {
+            if (a->committed_lsn > 0)
+                rt_durable_idle(a->id, a->cls->cls->name, a->name, a->name_len);
             maybe_free(t, a);
+        }
         a = prev;
     }
     /* An in-memory WAL of an object that went quiet goes into its file: WAL
@@ -956,6 +967,102 @@ static void actor_event(struct rt_shard *s, struct rt_actor *a, struct rt_event 
     free(e);
 }
 
+/* ---- snapshots ----------------------------------------------------------- */
+
+static bool needs_fetch(struct rt_shard *s, struct rt_actor *a);
+
+#define SNAP_STEP_PAGES 256
+
+/* Ends an actor's snapshot: hands a finished one to the uploader, drops one
+ * that failed or was cut short. */
+static void snap_end(struct rt_shard *s, struct rt_actor *a, bool done)
+{
+    struct rt_actors *t = s->actors;
+    struct rt_actor **p = &t->snap_head;
+    while (*p != a)
+        p = &(*p)->snap_next;
+    *p = a->snap_next;
+    if (t->snap_head == NULL)
+        uv_idle_stop(&t->snap_idle);
+    int rc = sqlite3_backup_finish(a->snap);
+    a->snap = NULL;
+    int64_t lsn = done && rc == SQLITE_OK ? rt_db_lsn(a->snap_db) : -1;
+    sqlite3_close(a->snap_db);
+    a->snap_db = NULL;
+    if (lsn > 0) {
+        rt_durable_snapshot(a->id, a->cls->cls->name, a->name, a->name_len, (uint64_t)lsn, a->snap_path);
+    } else {
+        if (done)
+            RT_WARN("msg=\"snapshot failed\" object=%s/%s err=\"%s\"", a->cls->cls->name, a->name,
+                    sqlite3_errstr(rc));
+        unlink(a->snap_path);
+        free(a->snap_path);
+    }
+    a->snap_path = NULL;
+}
+
+static void on_snap_idle(uv_idle_t *h)
+{
+    struct rt_shard *s = h->data;
+    for (struct rt_actor *a = s->actors->snap_head, *next; a != NULL; a = next) {
+        next = a->snap_next;
+        int rc = sqlite3_backup_step(a->snap, SNAP_STEP_PAGES);
+        if (rc == SQLITE_DONE)
+            snap_end(s, a, true);
+        else if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED)
+            snap_end(s, a, true);
+    }
+}
+
+static struct rt_actor *table_find_name(struct rt_actors *t, uint64_t hash, const struct rt_class *cls,
+                                        const char *name, size_t len)
+{
+    for (struct rt_actor *a = *bucket(t, hash); a != NULL; a = a->hnext)
+        if (a->hash == hash && a->cls == cls && a->name_len == len && memcmp(a->name, name, len) == 0)
+            return a;
+    return NULL;
+}
+
+void rt_actors_on_snapshot(struct rt_shard *s, struct rt_snapshot_msg *m)
+{
+    struct rt_actors *t = s->actors;
+    struct rt_actor *a = table_find_name(t, m->hash, m->cls, m->name, m->name_len);
+    if (a == NULL) {
+        struct rt_event e = {.cls = m->cls, .hash = m->hash, .name = m->name, .name_len = m->name_len};
+        a = table_add(t, &e);
+    }
+    free(m);
+    char err[512];
+    if (s->stopping || a->snap != NULL || a->fetching || a->held_head != NULL || needs_fetch(s, a) ||
+        activate(s, a, err, sizeof(err)) != 0) {
+        maybe_free(t, a);
+        return;
+    }
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof(dir), "%s/snapshots/x", s->config->data_dir);
+    rt_mkdir_parents(dir);
+    char hex[33];
+    rt_object_id_hex(a->id, hex);
+    snprintf(path, sizeof(path), "%s/snapshots/%s-%u-%u.db", s->config->data_dir, hex, s->id, t->snap_seq++);
+    unlink(path);
+    if (sqlite3_open_v2(path, &a->snap_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK ||
+        sqlite3_exec(a->snap_db, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF", NULL, NULL, NULL) !=
+            SQLITE_OK ||
+        (a->snap = sqlite3_backup_init(a->snap_db, "main", a->db, "main")) == NULL) {
+        RT_WARN("msg=\"can not start a snapshot\" object=%s/%s file=%s err=\"%s\"", a->cls->cls->name, a->name,
+                path, a->snap_db != NULL ? sqlite3_errmsg(a->snap_db) : "out of memory");
+        sqlite3_close(a->snap_db);
+        a->snap_db = NULL;
+        unlink(path);
+        enforce_open_bound(s, NULL);
+        return;
+    }
+    a->snap_path = sdk_xstrdup(path);
+    a->snap_next = t->snap_head;
+    t->snap_head = a;
+    uv_idle_start(&t->snap_idle, on_snap_idle);
+}
+
 /* ---- a missing file rebuilt from object storage (fetch.c) ---------------- */
 
 struct fetch {
@@ -1066,6 +1173,8 @@ void rt_actors_start(struct rt_shard *s)
         every = 1000;
     uv_timer_init(&s->loop, &t->idle_timer);
     t->idle_timer.data = s;
+    uv_idle_init(&s->loop, &t->snap_idle);
+    t->snap_idle.data = s;
     uv_timer_start(&t->idle_timer, on_idle_timer, every, every);
     uv_unref((uv_handle_t *)&t->idle_timer);
 }
@@ -1074,6 +1183,8 @@ void rt_actors_stop(struct rt_shard *s)
 {
     struct rt_actors *t = s->actors;
     uv_timer_stop(&t->idle_timer);
+    while (t->snap_head != NULL)
+        snap_end(s, t->snap_head, false);
     /* No fsync here: the journal keeps every record that is not in an fsync'd
      * file, and the next start replays them. */
     while (t->lru_head != NULL) {

@@ -51,6 +51,8 @@ static const struct opt opts[] = {
      "S3 path-style addressing ENDPOINT/BUCKET/KEY instead of BUCKET.HOST (false)"},
     {"store_access_key", OPT_STR, OFF(store_access_key), 0, 0, "S3 access key ($AWS_ACCESS_KEY_ID)"},
     {"store_secret_key", OPT_STR, OFF(store_secret_key), 0, 0, "S3 secret key ($AWS_SECRET_ACCESS_KEY)"},
+    {"snapshot_min_bytes", OPT_SIZE, OFF(snapshot_min_bytes), 0, 1ull << 40,
+     "snapshot an object once its segments since the last snapshot outweigh it and this (1M)"},
     {"store_timeout_ms", OPT_UINT, OFF(store_timeout_ms), 100, 600000,
      "one object-store request attempt gives up after this (30000)"},
     {"segment_bytes", OPT_SIZE, OFF(segment_bytes), 1 << 12, 1ull << 30,
@@ -79,6 +81,7 @@ static void defaults(struct rt_config *c)
     c->segment_bytes = 16ull << 20;
     c->segment_interval_ms = 10000;
     c->store_timeout_ms = 30000;
+    c->snapshot_min_bytes = 1 << 20;
 }
 
 static const struct opt *opt_find(const char *name, size_t len)
@@ -195,7 +198,8 @@ static int opt_set(struct rt_config *c, const struct opt *o, const char *v, char
             o->offset == OFF(store_timeout_ms))
             *(unsigned *)(base + o->offset) = (unsigned)n;
         else if (o->offset == OFF(idle_timeout_ms) || o->offset == OFF(journal_segment_bytes) ||
-                 o->offset == OFF(segment_bytes) || o->offset == OFF(segment_interval_ms))
+                 o->offset == OFF(segment_bytes) || o->offset == OFF(segment_interval_ms) ||
+                 o->offset == OFF(snapshot_min_bytes))
             *(uint64_t *)(base + o->offset) = n;
         else
             *(size_t *)(base + o->offset) = (size_t)n;

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "runtime.h"
 #include "wal.h"
@@ -80,6 +81,39 @@ static void on_uploaded(void *arg, const uint8_t id[WAL_OBJECT_ID_BYTES], uint64
     repl_journal_submit(rt_host.journal, e);
 }
 
+/* On the uploader's thread: the object's shard takes the snapshot. */
+static void on_want_snapshot(void *arg, const char *cls, const char *name, size_t name_len)
+{
+    (void)arg;
+    const struct rt_class *c = rt_class_find(cls, strlen(cls));
+    if (c == NULL)
+        return; /* a class no longer loaded: its objects can not run */
+    struct rt_snapshot_msg *m = sdk_xcalloc(1, sizeof(*m) + name_len + 1);
+    m->msg.type = RT_MSG_SNAPSHOT;
+    m->cls = c;
+    m->hash = rt_object_hash(cls, name, name_len);
+    m->name_len = name_len;
+    memcpy(m->name, name, name_len);
+    rt_shard_post(NULL, rt_shard_of(m->hash), &m->msg);
+}
+
+void rt_durable_snapshot(const uint8_t id[16], const char *cls, const char *name, size_t name_len, uint64_t lsn,
+                         char *path)
+{
+    if (rt_host.uploader == NULL) {
+        unlink(path);
+        free(path);
+        return;
+    }
+    wal_uploader_snapshot(rt_host.uploader, id, cls, name, name_len, lsn, path);
+}
+
+void rt_durable_idle(const uint8_t id[16], const char *cls, const char *name, size_t name_len)
+{
+    if (rt_host.uploader != NULL)
+        wal_uploader_idle(rt_host.uploader, id, cls, name, name_len);
+}
+
 static void log_bridge(int level, const char *msg) { RT_LOG(level, "%s", msg); }
 
 void rt_durable_init_logging(void)
@@ -107,6 +141,8 @@ int rt_durable_start(struct rt_config *c, uint32_t first_segment, uint32_t keep_
         .segment_bytes = c->segment_bytes,
         .segment_interval_ms = c->segment_interval_ms,
         .uploaded = on_uploaded,
+        .want_snapshot = on_want_snapshot,
+        .snapshot_min_bytes = c->snapshot_min_bytes,
     };
     rv = wal_uploader_start(&rt_host.uploader, &uc, err, errlen);
     if (rv != 0) {

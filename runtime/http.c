@@ -349,11 +349,12 @@ static int on_metrics(h2o_req_t *req)
                        "# TYPE dobj_upload_segments_total counter\ndobj_upload_segments_total %llu\n"
                        "# TYPE dobj_upload_bytes_total counter\ndobj_upload_bytes_total %llu\n"
                        "# TYPE dobj_upload_failures_total counter\ndobj_upload_failures_total %llu\n"
+                       "# TYPE dobj_upload_snapshots_total counter\ndobj_upload_snapshots_total %llu\n"
                        "# TYPE dobj_upload_lag_seconds gauge\ndobj_upload_lag_seconds %.3f\n"
                        "# TYPE dobj_upload_store_down gauge\ndobj_upload_store_down %d\n",
                        (unsigned long long)up.records_uploaded, (unsigned long long)up.records_pending,
                        (unsigned long long)up.segments_uploaded, (unsigned long long)up.bytes_uploaded,
-                       (unsigned long long)up.failures, (double)up.lag_us / 1e6, up.store_down ? 1 : 0);
+                       (unsigned long long)up.failures, (unsigned long long)up.snapshots, (double)up.lag_us / 1e6, up.store_down ? 1 : 0);
     static const char ct[] = "content-type\0text/plain; version=0.0.4";
     respond(req, 200, ct, sizeof(ct), b.data, b.len);
     sdk_buf_close(&b);

@@ -267,6 +267,26 @@ static int on_record(void *arg, uint32_t segment, const uint8_t *buf, size_t len
     return 0;
 }
 
+/* Snapshot files a previous run made and did not upload: the next snapshot
+ * replaces them. */
+static void drop_snapshot_files(const struct rt_config *c)
+{
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s/snapshots", c->data_dir);
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        char path[4400];
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        unlink(path);
+    }
+    closedir(d);
+}
+
 /* Deletes every -wal and -shm under DATA/objects (step 1). */
 static int drop_wals(const struct rt_config *c)
 {
@@ -527,6 +547,7 @@ int rt_recover(const struct rt_config *c, uint32_t *next_segment, uint32_t *keep
         return rv;
     }
     snprintf(dir, sizeof(dir), "%s/journal", c->data_dir);
+    drop_snapshot_files(c);
     rv = drop_wals(c);
     if (rv != 0) {
         snprintf(err, errlen, "recovery: can not remove stale WAL files under %s/objects: %s", c->data_dir,

@@ -75,6 +75,7 @@ struct rt_config {
     bool store_path_style;
     unsigned store_timeout_ms;
     uint64_t segment_bytes, segment_interval_ms;
+    uint64_t snapshot_min_bytes;
 };
 
 /* Fills defaults, then the config file named by --config (if any), then the
@@ -129,6 +130,7 @@ enum rt_msg_type {
     RT_MSG_DURABLE, /* journal -> object shard: records now durable */
     RT_MSG_STOP,    /* main -> shard: stop taking requests, then ack */
     RT_MSG_FINISH,  /* main -> shard: the journal is drained; close everything */
+    RT_MSG_SNAPSHOT, /* uploader -> object shard: take a snapshot of an object */
 };
 
 struct rt_msg {
@@ -176,6 +178,14 @@ struct rt_ws_out {
 };
 
 struct repl_entry;
+
+struct rt_snapshot_msg {
+    struct rt_msg msg;
+    const struct rt_class *cls;
+    uint64_t hash;
+    size_t name_len;
+    char name[];
+};
 
 struct rt_durable_msg {
     struct rt_msg msg;
@@ -244,6 +254,10 @@ void rt_actors_start(struct rt_shard *s);
 void rt_actors_stop(struct rt_shard *s);
 /* Runs one event (owned) on this shard's actor for it. */
 void rt_actors_on_event(struct rt_shard *s, struct rt_event *e);
+/* Starts a snapshot of an object (the message is owned): its database is
+ * copied between events (SQLite's backup API, a step per loop turn) and
+ * handed to the uploader. */
+void rt_actors_on_snapshot(struct rt_shard *s, struct rt_snapshot_msg *m);
 
 struct rt_actor;
 /* The durability point reports that every record up to `lsn` is durable. */
@@ -269,6 +283,11 @@ struct wal_store_config rt_store_config(const struct rt_config *c);
  * segment; frees it when there is no object storage. */
 void rt_durable_upload(const char *cls, const char *name, size_t name_len, uint8_t *rec, size_t len,
                        uint32_t segment);
+/* A snapshot file of an object at `lsn` (path owned) for the uploader. */
+void rt_durable_snapshot(const uint8_t id[16], const char *cls, const char *name, size_t name_len, uint64_t lsn,
+                         char *path);
+/* An object idle long enough to be closed: the uploader may want a snapshot. */
+void rt_durable_idle(const uint8_t id[16], const char *cls, const char *name, size_t name_len);
 /* "Uploaded" marker records the journal wrote (not commits). */
 uint64_t rt_durable_markers(void);
 /* Upload counters for /_metrics; false without object storage. */

@@ -63,6 +63,9 @@ static void dispatch(struct rt_shard *s, struct rt_msg *m)
         rt_front_stop(s);
         uv_sem_post(&rt_host.stopped);
         break;
+    case RT_MSG_SNAPSHOT:
+        rt_actors_on_snapshot(s, (struct rt_snapshot_msg *)m);
+        break;
     case RT_MSG_FINISH:
         free(m);
         rt_actors_stop(s);

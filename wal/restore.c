@@ -107,6 +107,60 @@ void wal_object_info(const struct wal_store_entry *v, size_t n, const char *pref
     }
 }
 
+int wal_snapshot_compress(const char *path, uint8_t **out, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        int e = -errno;
+        if (fd >= 0)
+            close(fd);
+        return e;
+    }
+    ZSTD_CCtx *zc = ZSTD_createCCtx();
+    ZSTD_CCtx_setParameter(zc, ZSTD_c_compressionLevel, 3);
+    ZSTD_CCtx_setParameter(zc, ZSTD_c_checksumFlag, 1);
+    ZSTD_CCtx_setPledgedSrcSize(zc, (unsigned long long)st.st_size);
+    size_t cap = ZSTD_compressBound((size_t)st.st_size) + 64, pos = 0;
+    uint8_t *buf = sdk_xmalloc(cap);
+    size_t inlen = 1 << 20;
+    uint8_t *in = sdk_xmalloc(inlen);
+    int rv = 0;
+    for (;;) {
+        ssize_t n = read(fd, in, inlen);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rv = -errno;
+            break;
+        }
+        ZSTD_inBuffer ib = {in, (size_t)n, 0};
+        ZSTD_EndDirective mode = n == 0 ? ZSTD_e_end : ZSTD_e_continue;
+        size_t left;
+        do {
+            ZSTD_outBuffer ob = {buf, cap, pos};
+            left = ZSTD_compressStream2(zc, &ob, &ib, mode);
+            pos = ob.pos;
+            if (ZSTD_isError(left)) {
+                rv = -EIO;
+                break;
+            }
+        } while (rv == 0 && (mode == ZSTD_e_end ? left != 0 : ib.pos < ib.size));
+        if (rv != 0 || n == 0)
+            break;
+    }
+    close(fd);
+    free(in);
+    ZSTD_freeCCtx(zc);
+    if (rv != 0) {
+        free(buf);
+        return rv;
+    }
+    *out = buf;
+    *len = pos;
+    return 0;
+}
+
 static int fail(struct restore *r, int rv, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(struct restore *r, int rv, const char *fmt, ...)
 {

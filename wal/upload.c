@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <uv.h>
 #include <zstd.h>
@@ -32,9 +33,14 @@
 #define TICK_MS 100
 #define RETRY_MIN_MS 500
 #define RETRY_MAX_MS 10000
+#define SNAPSHOT_RETRY_MS 60000
 
 struct up_in {
     struct up_in *next;
+    bool idle;       /* the object was closed for idleness, instead of a record */
+    char *snap_path; /* a snapshot file instead of a record */
+    uint64_t snap_lsn;
+    uint8_t id[WAL_OBJECT_ID_BYTES];
     uint8_t *data;
     size_t len;
     uint32_t tag;
@@ -68,6 +74,12 @@ struct up_obj {
     bool busy;     /* a request in flight */
     bool queued;   /* in the runnable FIFO or the delayed list */
     uint64_t store_lsn; /* the newest lsn the store holds */
+    uint64_t db_bytes;  /* database size after the newest record */
+    /* Snapshots: what the store holds, and the one in the making. */
+    uint64_t snap_lsn, snap_bytes, since_snap_bytes;
+    uint64_t snap_asked_ms; /* when one was asked for (0: not asked) */
+    char *snap_path;        /* handed over, waiting for its records to be in the store */
+    uint64_t snap_path_lsn;
 
     struct wal_seg_builder b;
     int64_t b_started_us;
@@ -106,7 +118,7 @@ struct wal_uploader {
     unsigned inflight;
     bool down;
 
-    _Atomic uint64_t n_in, n_uploaded, n_segments, n_bytes, n_failures;
+    _Atomic uint64_t n_in, n_uploaded, n_segments, n_bytes, n_failures, n_snapshots;
     _Atomic int64_t lag_us;
     _Atomic bool store_down;
 };
@@ -173,7 +185,12 @@ static struct up_obj *obj_get(struct wal_uploader *u, const uint8_t id[16], stru
 
 static void pump(struct wal_uploader *u);
 
-static bool has_work(const struct up_obj *o) { return o->q_head != NULL; }
+static bool snap_ready(const struct up_obj *o)
+{
+    return o->snap_path != NULL && o->state == OBJ_READY && o->store_lsn >= o->snap_path_lsn;
+}
+
+static bool has_work(const struct up_obj *o) { return o->q_head != NULL || snap_ready(o); }
 
 static void make_runnable(struct wal_uploader *u, struct up_obj *o)
 {
@@ -252,6 +269,7 @@ static void add_record(struct wal_uploader *u, struct up_in *in)
         return;
     }
     atomic_fetch_add(&u->n_in, 1);
+    o->db_bytes = (uint64_t)h.db_pages * h.page_size;
     if (o->ntags == o->tags_cap) {
         o->tags_cap = o->tags_cap ? o->tags_cap * 2 : 16;
         o->tags = sdk_xrealloc(o->tags, o->tags_cap * sizeof(*o->tags));
@@ -268,6 +286,34 @@ static void add_record(struct wal_uploader *u, struct up_in *in)
     }
     if (o->b.raw_bytes >= u->cfg.segment_bytes)
         cut(u, o);
+}
+
+/* A dirty object closed for idleness gets a snapshot: its next rebuild or
+ * restore reads one file instead of its segments since the last one. */
+static void on_idle(struct wal_uploader *u, struct up_in *in)
+{
+    struct up_obj *o = obj_get(u, in->id, in);
+    bool dirty = o->b.n > 0 || o->q_head != NULL || o->store_lsn > o->snap_lsn;
+    uint64_t now = uv_now(&u->loop);
+    if (!dirty || o->snap_path != NULL || u->cfg.want_snapshot == NULL ||
+        (o->snap_asked_ms != 0 && now - o->snap_asked_ms < SNAPSHOT_RETRY_MS))
+        return;
+    o->snap_asked_ms = now;
+    u->cfg.want_snapshot(u->cfg.arg, o->cls, o->name, o->name_len);
+}
+
+static void add_snapshot(struct wal_uploader *u, struct up_in *in)
+{
+    struct up_obj *o = obj_get(u, in->id, in);
+    if (o->snap_path != NULL) {
+        /* The newer one replaces it. */
+        unlink(o->snap_path);
+        free(o->snap_path);
+    }
+    o->snap_path = in->snap_path;
+    o->snap_path_lsn = in->snap_lsn;
+    in->snap_path = NULL;
+    make_runnable(u, o);
 }
 
 /* Cuts segments whose first record is older than the interval; all of them
@@ -309,12 +355,24 @@ static void on_probe(void *arg, struct wal_store_result *res)
         size_t plen = strlen(o->prefix);
         for (size_t i = 0; i < res->nentries; i++) {
             const char *k = res->entries[i].key + plen;
-            uint64_t first, last, epoch;
-            if (strcmp(k, "meta.json") == 0)
+            uint64_t first, last, epoch, lsn;
+            if (strcmp(k, "meta.json") == 0) {
                 o->has_meta = true;
-            else if (strncmp(k, "segments/", 9) == 0 && wal_seg_key_parse(k, &first, &last, &epoch) &&
-                     last > o->store_lsn)
-                o->store_lsn = last;
+            } else if (strncmp(k, "segments/", 9) == 0 && wal_seg_key_parse(k, &first, &last, &epoch)) {
+                if (last > o->store_lsn)
+                    o->store_lsn = last;
+            } else if (strncmp(k, "snapshots/", 10) == 0 && wal_snapshot_key_parse(k, &lsn) && lsn > o->snap_lsn) {
+                o->snap_lsn = lsn;
+                o->snap_bytes = res->entries[i].size;
+            }
+        }
+        /* What a rebuild would download past the newest snapshot. */
+        for (size_t i = 0; i < res->nentries; i++) {
+            const char *k = res->entries[i].key + plen;
+            uint64_t first, last, epoch;
+            if (strncmp(k, "segments/", 9) == 0 && wal_seg_key_parse(k, &first, &last, &epoch) &&
+                last > o->snap_lsn)
+                o->since_snap_bytes += res->entries[i].size;
         }
         o->state = OBJ_READY;
     } else {
@@ -340,6 +398,78 @@ static void on_meta(void *arg, struct wal_store_result *res)
     free(m);
 }
 
+/* A snapshot is due when a rebuild would download more segment bytes than
+ * the database (or its last snapshot) is big: it bounds what a restore reads
+ * to about twice the object's size. */
+static void maybe_ask_snapshot(struct wal_uploader *u, struct up_obj *o)
+{
+    uint64_t size = o->snap_bytes != 0 ? o->snap_bytes : o->db_bytes;
+    if (size < u->cfg.snapshot_min_bytes)
+        size = u->cfg.snapshot_min_bytes;
+    uint64_t now = uv_now(&u->loop);
+    if (o->since_snap_bytes <= size || o->snap_path != NULL || u->cfg.want_snapshot == NULL ||
+        (o->snap_asked_ms != 0 && now - o->snap_asked_ms < SNAPSHOT_RETRY_MS))
+        return;
+    o->snap_asked_ms = now;
+    u->cfg.want_snapshot(u->cfg.arg, o->cls, o->name, o->name_len);
+}
+
+struct snap_put {
+    struct up_obj *o;
+    uint8_t *data;
+    size_t len;
+    uint64_t lsn;
+    char key[200];
+};
+
+static void on_snapshot(void *arg, struct wal_store_result *res)
+{
+    struct snap_put *p = arg;
+    struct up_obj *o = p->o;
+    if (res->status == 0) {
+        if (p->lsn > o->snap_lsn) {
+            o->snap_lsn = p->lsn;
+            o->snap_bytes = p->len;
+            o->since_snap_bytes = 0;
+        }
+        atomic_fetch_add(&o->u->n_snapshots, 1);
+        if (o->snap_path != NULL && o->snap_path_lsn == p->lsn) {
+            unlink(o->snap_path);
+            free(o->snap_path);
+            o->snap_path = NULL;
+        }
+        o->snap_asked_ms = 0;
+    }
+    request_end(o, res, p->key);
+    free(p->data);
+    free(p);
+}
+
+/* Compresses the snapshot file (zstd, with a checksum) and uploads it. A
+ * file that can not be read is dropped: the next snapshot replaces it. */
+static bool start_snapshot(struct wal_uploader *u, struct up_obj *o)
+{
+    struct snap_put *p = sdk_xcalloc(1, sizeof(*p));
+    p->o = o;
+    p->lsn = o->snap_path_lsn;
+    wal_snapshot_key(p->key, sizeof(p->key), o->prefix, p->lsn);
+    int rv = wal_snapshot_compress(o->snap_path, &p->data, &p->len);
+    if (rv != 0 || p->lsn <= o->snap_lsn) {
+        if (rv != 0)
+            wal_logf(1, "msg=\"can not read a snapshot file: dropped\" file=%s err=\"%s\"", o->snap_path,
+                     strerror(-rv));
+        unlink(o->snap_path);
+        free(o->snap_path);
+        o->snap_path = NULL;
+        o->snap_asked_ms = 0;
+        free(p->data);
+        free(p);
+        return false;
+    }
+    wal_store_put(u->store, p->key, p->data, p->len, on_snapshot, p);
+    return true;
+}
+
 static void on_segment(void *arg, struct wal_store_result *res)
 {
     struct up_obj *o = arg;
@@ -356,9 +486,11 @@ static void on_segment(void *arg, struct wal_store_result *res)
         atomic_fetch_add(&u->n_uploaded, s->nrecords);
         atomic_fetch_add(&u->n_segments, 1);
         atomic_fetch_add(&u->n_bytes, s->len);
+        o->since_snap_bytes += s->len;
         u->cfg.uploaded(u->cfg.arg, o->id, s->last, s->tags, s->ntags);
         free(s->data);
         free(s);
+        maybe_ask_snapshot(u, o);
     }
     request_end(o, res, key);
 }
@@ -410,7 +542,7 @@ static bool start_next(struct wal_uploader *u, struct up_obj *o)
         free(s);
     }
     if (o->q_head == NULL)
-        return false;
+        return snap_ready(o) && start_snapshot(u, o);
     struct up_seg *s = o->q_head;
     char key[256];
     wal_seg_key(key, sizeof(key), o->prefix, s->first, s->last, s->epoch);
@@ -488,7 +620,13 @@ static void on_wake(uv_async_t *a)
     pthread_mutex_unlock(&u->mu);
     while (in != NULL) {
         struct up_in *next = in->next;
-        add_record(u, in);
+        if (in->idle)
+            on_idle(u, in);
+        else if (in->snap_path != NULL)
+            add_snapshot(u, in);
+        else
+            add_record(u, in);
+        free(in->snap_path);
         free(in->data);
         free(in->cls);
         free(in);
@@ -514,6 +652,7 @@ static void free_objects(struct wal_uploader *u)
                 free(s);
             }
             wal_seg_builder_free(&o->b);
+            free(o->snap_path); /* the file stays: it is cleaned at start */
             free(o->tags);
             free(o->cls);
             free(o->name);
@@ -582,7 +721,7 @@ void wal_uploader_submit(struct wal_uploader *u, const char *cls, const char *na
                          size_t len, uint32_t tag)
 {
     size_t cl = strlen(cls);
-    struct up_in *in = sdk_xmalloc(sizeof(*in));
+    struct up_in *in = sdk_xcalloc(1, sizeof(*in));
     in->next = NULL;
     in->data = rec;
     in->len = len;
@@ -602,6 +741,42 @@ void wal_uploader_submit(struct wal_uploader *u, const char *cls, const char *na
         uv_async_send(&u->wake);
 }
 
+static void enqueue_about(struct wal_uploader *u, const uint8_t id[WAL_OBJECT_ID_BYTES], const char *cls,
+                          const char *name, size_t name_len, uint64_t lsn, char *path, bool idle)
+{
+    size_t cl = strlen(cls);
+    struct up_in *in = sdk_xcalloc(1, sizeof(*in));
+    memcpy(in->id, id, sizeof(in->id));
+    in->snap_path = path;
+    in->snap_lsn = lsn;
+    in->idle = idle;
+    in->cls = sdk_xmalloc(cl + 1 + name_len + 1);
+    memcpy(in->cls, cls, cl + 1);
+    in->name = in->cls + cl + 1;
+    memcpy(in->name, name, name_len);
+    in->name[name_len] = '\0';
+    in->name_len = name_len;
+    pthread_mutex_lock(&u->mu);
+    bool was_empty = u->in_head == NULL;
+    *u->in_tail = in;
+    u->in_tail = &in->next;
+    pthread_mutex_unlock(&u->mu);
+    if (was_empty)
+        uv_async_send(&u->wake);
+}
+
+void wal_uploader_snapshot(struct wal_uploader *u, const uint8_t id[WAL_OBJECT_ID_BYTES], const char *cls,
+                           const char *name, size_t name_len, uint64_t lsn, char *path)
+{
+    enqueue_about(u, id, cls, name, name_len, lsn, path, false);
+}
+
+void wal_uploader_idle(struct wal_uploader *u, const uint8_t id[WAL_OBJECT_ID_BYTES], const char *cls,
+                       const char *name, size_t name_len)
+{
+    enqueue_about(u, id, cls, name, name_len, 0, NULL, true);
+}
+
 void wal_uploader_stats(struct wal_uploader *u, struct wal_upload_stats *out)
 {
     out->records_in = atomic_load(&u->n_in);
@@ -609,6 +784,7 @@ void wal_uploader_stats(struct wal_uploader *u, struct wal_upload_stats *out)
     out->segments_uploaded = atomic_load(&u->n_segments);
     out->bytes_uploaded = atomic_load(&u->n_bytes);
     out->failures = atomic_load(&u->n_failures);
+    out->snapshots = atomic_load(&u->n_snapshots);
     out->records_pending = out->records_in - out->records_uploaded;
     out->lag_us = atomic_load(&u->lag_us);
     out->store_down = atomic_load(&u->store_down);
@@ -629,6 +805,7 @@ void wal_uploader_destroy(struct wal_uploader *u)
     /* Records that came in after the stop were never added. */
     for (struct up_in *in = u->in_head, *next; in != NULL; in = next) {
         next = in->next;
+        free(in->snap_path);
         free(in->data);
         free(in->cls);
         free(in);

@@ -284,6 +284,12 @@ struct wal_upload_config {
     /* On the uploader's thread: object `id`'s records up to `lsn` are in the
      * store. `tags` (malloc'd, the callee frees) are those of the records. */
     void (*uploaded)(void *arg, const uint8_t id[WAL_OBJECT_ID_BYTES], uint64_t lsn, uint32_t *tags, size_t ntags);
+    /* On the uploader's thread: the object's segments since its last
+     * snapshot outweigh the database (or snapshot_min_bytes): make one and
+     * hand it over with wal_uploader_snapshot(). Asked again after a minute
+     * if none comes. */
+    void (*want_snapshot)(void *arg, const char *cls, const char *name, size_t name_len);
+    uint64_t snapshot_min_bytes;
     void *arg;
 };
 
@@ -293,6 +299,7 @@ struct wal_upload_stats {
     uint64_t segments_uploaded;
     uint64_t bytes_uploaded;    /* segment bytes */
     uint64_t failures;          /* failed attempts */
+    uint64_t snapshots;         /* snapshots uploaded */
     uint64_t records_pending;   /* handed over, not yet in the store */
     int64_t lag_us;             /* age of the oldest pending record, 0 if none */
     bool store_down;            /* the last attempt failed */
@@ -304,6 +311,15 @@ int wal_uploader_start(struct wal_uploader **out, const struct wal_upload_config
  * uploader from now on). Records of one object come in lsn order. */
 void wal_uploader_submit(struct wal_uploader *u, const char *cls, const char *name, size_t name_len, uint8_t *rec,
                          size_t len, uint32_t tag);
+/* Hands over a snapshot: the file at `path` (owned; deleted once uploaded)
+ * holds the object's database as of record `lsn`. It is uploaded once the
+ * store has every record up to lsn. Thread-safe. */
+void wal_uploader_snapshot(struct wal_uploader *u, const uint8_t id[WAL_OBJECT_ID_BYTES], const char *cls,
+                           const char *name, size_t name_len, uint64_t lsn, char *path);
+/* The object was closed after being idle: if the store lacks a snapshot of
+ * its newest records, want_snapshot follows. Thread-safe. */
+void wal_uploader_idle(struct wal_uploader *u, const uint8_t id[WAL_OBJECT_ID_BYTES], const char *cls,
+                       const char *name, size_t name_len);
 void wal_uploader_stats(struct wal_uploader *u, struct wal_upload_stats *out);
 /* Cuts every open segment, uploads for at most wait_ms, then stops the
  * thread: no `uploaded` call follows. Records not uploaded stay in the
@@ -369,6 +385,9 @@ struct wal_object_info {
 };
 /* Summarises the keys of one object (entries of a listing under its prefix). */
 void wal_object_info(const struct wal_store_entry *v, size_t n, const char *prefix, struct wal_object_info *info);
+/* Reads a database file into one zstd frame (with its checksum). 0 or
+ * -errno. */
+int wal_snapshot_compress(const char *path, uint8_t **out, size_t *len);
 /* "snapshots/<lsn 20d>.db" key of an object, and its parser. */
 void wal_snapshot_key(char *out, size_t cap, const char *object_prefix, uint64_t lsn);
 bool wal_snapshot_key_parse(const char *key, uint64_t *lsn);
