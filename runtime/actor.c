@@ -598,7 +598,7 @@ static bool wal_full(const struct rt_shard *s, const struct rt_actor *a)
  * actor: nothing touches it after that. */
 static void release_held(struct rt_shard *s, struct rt_actor *a)
 {
-    while (a->held_head != NULL && !wal_full(s, a)) {
+    while (a->held_head != NULL && !wal_full(s, a) && !a->fetching) {
         struct rt_msg *m = a->held_head;
         a->held_head = atomic_load_explicit(&m->next, memory_order_relaxed);
         bool last = a->held_head == NULL;
@@ -944,10 +944,16 @@ static void run_event(struct rt_shard *s, struct rt_actor *a, struct rt_event *e
     gate_release(s, a);
 }
 
+static void admin_restore_start(struct rt_shard *s, struct rt_actor *a, struct rt_event *e);
+
 /* Runs (or refuses) one event of `a`, then lets go of what it held. */
 static void actor_event(struct rt_shard *s, struct rt_actor *a, struct rt_event *e)
 {
     struct rt_actors *t = s->actors;
+    if (e->admin_restore && !s->stopping) {
+        admin_restore_start(s, a, e);
+        return;
+    }
     /* Every event but a close took a slot of the shard's in-flight bound. */
     bool reserved = e->kind != SDK_EV_WS_CLOSE;
     if (s->stopping || (e->kind == SDK_EV_WS_OPEN && a->nsockets >= ACTOR_SOCKETS_MAX)) {
@@ -965,6 +971,166 @@ static void actor_event(struct rt_shard *s, struct rt_actor *a, struct rt_event 
     if (reserved)
         rt_shard_event_done(s);
     free(e);
+}
+
+/* ---- in-place restore ----------------------------------------------------- */
+
+/*
+ * POST /_admin/restore: the object's state as of an earlier moment becomes
+ * its next write. The old state is built from object storage on the thread
+ * pool (the object's events wait meanwhile), its stamped lsn set to the next
+ * record's, and copied over the live database with SQLite's backup API in one
+ * transaction: one ordinary record, so the history stays linear and the
+ * restore itself can be undone by restoring to the moment before it. The
+ * answer leaves through the output gate once that record is durable.
+ */
+struct restore_job {
+    uv_work_t req;
+    struct rt_shard *s;
+    struct rt_actor *a;
+    struct rt_event *e;
+    char cls[RT_CLASS_NAME_MAX + 1];
+    uint8_t id[16];
+    int rv;
+    uint64_t got;
+    char err[1024];
+    char path[4200];
+};
+
+static void restore_work(uv_work_t *req)
+{
+    struct restore_job *j = req->data;
+    j->rv = rt_restore_object(j->s->config, j->cls, j->id, j->e->restore_lsn, j->e->restore_at_us, j->path, &j->got,
+                              j->err, sizeof(j->err));
+}
+
+/* Copies the restored file over the live database as record committed + 1.
+ * 0, or an HTTP status with err set.
+ *
+ * The backup API commits without calling the WAL hook, so the stamp of the
+ * new lsn follows as a second commit, which does: the hook's frame count
+ * covers both, and capture turns both into one record. Nothing between them
+ * is visible or durable. */
+static int restore_apply(struct rt_shard *s, struct rt_actor *a, const char *path, char *err, size_t errlen)
+{
+    if (activate(s, a, err, errlen) != 0)
+        return 500;
+    sqlite3 *src = NULL;
+    if (sqlite3_open_v2(path, &src, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "can not open the restored database: %s", sqlite3_errmsg(src));
+        sqlite3_close(src);
+        return 500;
+    }
+    int status = 0;
+    a->running = NULL;
+    a->wal_frames = 0;
+    a->committing = true;
+    sqlite3_backup *b = sqlite3_backup_init(a->db, "main", src, "main");
+    int rc = b != NULL ? sqlite3_backup_step(b, -1) : sqlite3_errcode(a->db);
+    int fin = b != NULL ? sqlite3_backup_finish(b) : rc;
+    if (rc != SQLITE_DONE || fin != SQLITE_OK) {
+        int code = rc != SQLITE_DONE ? rc : fin;
+        snprintf(err, errlen, "%s: %s",
+                 code == SQLITE_FULL ? "the restored database is too large to be written as one record (64 MB)"
+                                     : "can not write the restored state",
+                 sqlite3_errstr(code));
+        status = code == SQLITE_FULL ? 507 : 500;
+    } else {
+        /* The restored image has _dobj_meta even if the live one had not. */
+        if (a->stamp == NULL)
+            sqlite3_prepare_v2(a->db, "UPDATE _dobj_meta SET value = ?1 WHERE key = 'lsn'", -1, &a->stamp, NULL);
+        if (a->stamp != NULL)
+            sqlite3_bind_int64(a->stamp, 1, (sqlite3_int64)(a->committed_lsn + 1));
+        if (a->stamp == NULL || step_reset(a->stamp) != SQLITE_DONE || a->wal_frames == 0) {
+            /* The restored pages are in the WAL and can not be captured:
+             * like any commit that can not be, the host stops (record_submit
+             * explains why) rather than serve a state it can not make durable. */
+            RT_ERROR("msg=\"can not stamp an in-place restore: stopping the host\" object=%s/%s err=\"%s\"",
+                     a->cls->cls->name, a->name, sqlite3_errmsg(a->db));
+            abort();
+        }
+        record_submit(s, a, rt_now_us());
+        /* Cached statements and the class's setup start afresh, as after an
+         * activation. */
+        a->needs_init = true;
+    }
+    a->committing = false;
+    sqlite3_close(src);
+    return status;
+}
+
+static void restore_done(uv_work_t *req, int status)
+{
+    (void)status;
+    struct restore_job *j = req->data;
+    struct rt_shard *s = j->s;
+    struct rt_actor *a = j->a;
+    struct rt_event *e = j->e;
+    a->fetching = false;
+    struct rt_reply *r;
+    char err[1200];
+    if (j->rv != 0) {
+        int code = j->rv == -ENOENT ? 404 : j->rv == -ERANGE ? 400 : j->rv == -EPROTO || j->rv == -ENODATA ? 500 : 503;
+        r = reply_error(e, code, j->err);
+    } else {
+        uint64_t before = a->committed_lsn;
+        int code = restore_apply(s, a, j->path, err, sizeof(err));
+        if (code != 0) {
+            r = reply_error(e, code, err);
+        } else {
+            r = reply_new(e);
+            struct sdk_buf b = {0};
+            sdk_buf_printf(&b, "{\"object\":");
+            struct sdk_buf nm = {0};
+            sdk_buf_printf(&nm, "%s/", a->cls->cls->name);
+            sdk_buf_append(&nm, a->name, a->name_len);
+            sdk_buf_json_str(&b, nm.data, nm.len);
+            sdk_buf_close(&nm);
+            sdk_buf_printf(&b, ",\"restored_lsn\":%llu,\"lsn\":%llu,\"previous_lsn\":%llu}\n",
+                           (unsigned long long)j->got, (unsigned long long)a->committed_lsn,
+                           (unsigned long long)before);
+            r->status = 200;
+            r->body = sdk_buf_steal(&b, &r->body_len);
+            static const char ct[] = "content-type\0application/json";
+            r->headers = sdk_xstrndup(ct, sizeof(ct));
+            r->headers_len = sizeof(ct);
+            RT_INFO("msg=\"restored in place\" object=%s/%s restored_lsn=%llu lsn=%llu", a->cls->cls->name, a->name,
+                    (unsigned long long)j->got, (unsigned long long)a->committed_lsn);
+        }
+    }
+    unlink(j->path);
+    gate_push(a, &r->msg);
+    gate_release(s, a);
+    free(j);
+    free(e);
+    rt_shard_event_done(s);
+    release_held(s, a);
+    if (a->held_head == NULL) {
+        enforce_open_bound(s, a);
+        maybe_free(s->actors, a);
+    }
+}
+
+static void admin_restore_start(struct rt_shard *s, struct rt_actor *a, struct rt_event *e)
+{
+    struct restore_job *j = sdk_xcalloc(1, sizeof(*j));
+    j->req.data = j;
+    j->s = s;
+    j->a = a;
+    j->e = e;
+    actor_path(s, a);
+    snprintf(j->cls, sizeof(j->cls), "%s", a->cls->cls->name);
+    memcpy(j->id, a->id, sizeof(j->id));
+    char hex[33];
+    rt_object_id_hex(a->id, hex);
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s/snapshots/x", s->config->data_dir);
+    rt_mkdir_parents(dir);
+    snprintf(j->path, sizeof(j->path), "%s/snapshots/restore-%s-%u-%u.db", s->config->data_dir, hex, s->id,
+             s->actors->snap_seq++);
+    unlink(j->path);
+    a->fetching = true;
+    uv_queue_work(&s->loop, &j->req, restore_work, restore_done);
 }
 
 /* ---- snapshots ----------------------------------------------------------- */

@@ -56,3 +56,33 @@ int rt_fetch_object(const struct rt_config *c, const char *cls, const uint8_t id
     uv_loop_close(&loop);
     return rv;
 }
+
+int rt_restore_object(const struct rt_config *c, const char *cls, const uint8_t id[16], uint64_t lsn, int64_t at_us,
+                      const char *path, uint64_t *got, char *err, size_t errlen)
+{
+    if (strcmp(c->store_url, "none") == 0) {
+        snprintf(err, errlen, "no object storage is configured (store = none)");
+        return -ENOENT;
+    }
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct wal_store *store = NULL;
+    struct wal_store_config sc = rt_store_config(c);
+    int rv = wal_store_open(&store, &sc, &loop, err, errlen);
+    if (rv == 0)
+        rv = rt_mkdir_parents(path);
+    if (rv == 0) {
+        char prefix[256];
+        wal_object_prefix(prefix, sizeof(prefix), cls, id);
+        struct wal_restore_opts o = {.object_prefix = prefix, .lsn = lsn, .at_us = at_us, .out = path};
+        struct wal_restore_result res;
+        rv = wal_restore(store, &o, &res, err, errlen);
+        if (rv == 0)
+            *got = res.lsn;
+    }
+    if (store != NULL)
+        wal_store_close(store);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    return rv;
+}

@@ -10,6 +10,8 @@
  * accepted them; their messages travel to the object's shard as events, and
  * what the object sends comes back as RT_MSG_WS_OUT.
  */
+#include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -383,6 +385,110 @@ static int split_path(h2o_iovec_t path, h2o_iovec_t *cls, h2o_iovec_t *name, h2o
     return 0;
 }
 
+/* The value of `key` in a query string, percent-decoded into out (cap
+ * bytes); -1 if absent or too long. */
+static long query_param(h2o_iovec_t q, const char *key, char *out, size_t cap)
+{
+    size_t klen = strlen(key);
+    const char *p = q.base, *end = q.base + q.len;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *e = amp != NULL ? amp : end;
+        if ((size_t)(e - p) > klen && memcmp(p, key, klen) == 0 && p[klen] == '=') {
+            size_t vlen = (size_t)(e - p) - klen - 1;
+            if (vlen >= cap)
+                return -1;
+            long n = sdk_percent_decode(out, p + klen + 1, vlen, true);
+            if (n >= 0)
+                out[n] = '\0';
+            return n;
+        }
+        p = e + 1;
+    }
+    return -1;
+}
+
+static bool peer_is_loopback(h2o_req_t *req)
+{
+    struct sockaddr_storage ss;
+    socklen_t n = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    if (n == 0)
+        return false;
+    if (ss.ss_family == AF_INET)
+        return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+    if (ss.ss_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)&ss)->sin6_addr);
+    return false;
+}
+
+/* POST /_admin/restore?object=CLASS/NAME&lsn=N (or &at=RFC3339): restores a
+ * live object in place, as a new write (see actor.c). From loopback only. */
+static int on_admin_restore(h2o_req_t *req, h2o_iovec_t query)
+{
+    struct rt_front *f = (struct rt_front *)req->conn->ctx;
+    struct rt_shard *s = f->shard;
+    if (!peer_is_loopback(req)) {
+        respond_json_error(req, 403, "admin requests are accepted from loopback addresses only");
+        return 0;
+    }
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
+        respond_json_error(req, 405, "use POST /_admin/restore?object=CLASS/NAME&lsn=N (or &at=RFC3339)");
+        return 0;
+    }
+    char object[RT_CLASS_NAME_MAX + 2 + RT_NAME_MAX + 1], lsn_s[32], at[64];
+    long olen = query_param(query, "object", object, sizeof(object));
+    bool has_lsn = query_param(query, "lsn", lsn_s, sizeof(lsn_s)) >= 0;
+    bool has_at = query_param(query, "at", at, sizeof(at)) >= 0;
+    const char *slash = olen > 0 ? memchr(object, '/', (size_t)olen) : NULL;
+    if (slash == NULL || slash == object || slash + 1 == object + olen) {
+        respond_json_error(req, 400, "missing or malformed 'object': give object=CLASS/NAME");
+        return 0;
+    }
+    const struct rt_class *cls = rt_class_find(object, (size_t)(slash - object));
+    if (cls == NULL) {
+        respond_errorf(req, 404, "unknown class '%.*s'", (int)(slash - object > 64 ? 64 : slash - object), object);
+        return 0;
+    }
+    if (has_lsn == has_at) {
+        respond_json_error(req, 400, "give exactly one of lsn=N and at=RFC3339");
+        return 0;
+    }
+    uint64_t lsn = 0;
+    int64_t at_us = 0;
+    if (has_lsn) {
+        char *end;
+        errno = 0;
+        lsn = strtoull(lsn_s, &end, 10);
+        if (errno != 0 || *end != '\0' || lsn == 0 || lsn_s[0] == '-') {
+            respond_errorf(req, 400, "lsn '%s' is not a record number (1, 2, ...)", lsn_s);
+            return 0;
+        }
+    } else if (rt_parse_rfc3339(at, &at_us) != 0) {
+        respond_errorf(req, 400, "at '%s' is not an RFC 3339 time (2026-12-04T18:00:00Z)", at);
+        return 0;
+    }
+    const char *name = slash + 1;
+    size_t name_len = (size_t)(object + olen - name);
+    uint64_t hash = rt_object_hash(cls->cls->name, name, name_len);
+    unsigned target = rt_shard_of(hash);
+    if (!rt_shard_event_reserve(target)) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+        respond_json_error(req, 503, "the server is overloaded: too many events queued; retry later");
+        return 0;
+    }
+    struct rt_wait *w = wait_new(req);
+    struct event_spec sp = {.kind = SDK_EV_FETCH, .cls = cls, .hash = hash, .name = name, .name_len = name_len,
+                            .req = req, .path = h2o_iovec_init("", 0), .query = query};
+    struct rt_event *e = event_new(s, &sp);
+    e->wait = w;
+    e->admin_restore = true;
+    e->restore_lsn = lsn;
+    e->restore_at_us = at_us;
+    rt_shard_post(s, target, &e->msg);
+    return 0;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
@@ -398,6 +504,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return on_hello(req);
     if (h2o_memis(path.base, path.len, H2O_STRLIT("/_metrics")))
         return on_metrics(req);
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/_admin/restore")))
+        return on_admin_restore(req, query);
 
     h2o_iovec_t cname, rawname, rest;
     if (split_path(path, &cname, &rawname, &rest) != 0 || cname.len == 0) {

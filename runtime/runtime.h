@@ -158,6 +158,10 @@ struct rt_event {
     size_t body_len;
     uint64_t ws_id;
     int ws_kind;   /* message kind, or close code */
+    /* An admin request on the object instead of a handler's event. */
+    bool admin_restore;
+    uint64_t restore_lsn; /* or */
+    int64_t restore_at_us;
     _Alignas(16) char buf[]; /* everything above points in here */
 };
 
@@ -333,6 +337,13 @@ int64_t rt_db_lsn(struct sqlite3 *db);
  * saying why. Blocking: not on a shard's loop. */
 int rt_fetch_object(const struct rt_config *c, const char *cls, const uint8_t id[16], const char *path,
                     uint64_t *lsn, char *err, size_t errlen);
+
+/* Builds the object's database as of record `lsn` (WAL_LSN_LATEST: the
+ * newest) or, when lsn is 0, of time `at_us`, at `path` (must not exist).
+ * 0 with *got set to the lsn it ends at, or a negative errno as
+ * wal_restore() gives with err saying why. Blocking. */
+int rt_restore_object(const struct rt_config *c, const char *cls, const uint8_t id[16], uint64_t lsn, int64_t at_us,
+                      const char *path, uint64_t *got, char *err, size_t errlen);
 
 /* ---- operator commands (tools.c) ---------------------------------------- */
 

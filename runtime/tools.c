@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+
 #include "runtime.h"
 #include "wal.h"
 
@@ -179,24 +181,77 @@ static void draw_progress(void *arg, const struct wal_restore_progress *p)
     fflush(stderr);
 }
 
+static size_t collect(char *p, size_t size, size_t n, void *arg)
+{
+    sdk_buf_append(arg, p, size * n);
+    return size * n;
+}
+
+/* dobj restore --in-place: asks the running server (POST /_admin/restore). */
+static int restore_in_place(const char *server, const char *object, const char *at, const char *lsn)
+{
+    CURL *c = curl_easy_init();
+    char *obj = curl_easy_escape(c, object, 0);
+    char *when = curl_easy_escape(c, at != NULL ? at : lsn, 0);
+    struct sdk_buf url = {0}, body = {0};
+    size_t n = strlen(server);
+    while (n > 0 && server[n - 1] == '/')
+        n--;
+    sdk_buf_printf(&url, "%.*s/_admin/restore?object=%s&%s=%s", (int)n, server, obj, at != NULL ? "at" : "lsn", when);
+    sdk_buf_append(&url, "", 1);
+    curl_easy_setopt(c, CURLOPT_URL, url.data);
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, 0L);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 600L);
+    CURLcode cc = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    int rv;
+    if (cc != CURLE_OK) {
+        fprintf(stderr, "dobj: can not reach %s: %s\n", server, curl_easy_strerror(cc));
+        rv = 1;
+    } else if (status != 200) {
+        fprintf(stderr, "dobj: in-place restore of %s failed (HTTP %ld): %.*s", object, status, (int)body.len,
+                body.data != NULL ? body.data : "");
+        rv = 1;
+    } else {
+        printf("%.*s", (int)body.len, body.data);
+        rv = 0;
+    }
+    curl_free(obj);
+    curl_free(when);
+    sdk_buf_close(&url);
+    sdk_buf_close(&body);
+    curl_easy_cleanup(c);
+    return rv;
+}
+
 int rt_cmd_restore(int argc, char **argv)
 {
-    static const char *const own[] = {"--object", "--at", "--lsn", "--out", NULL};
+    static const char *const own[] = {"--object", "--at", "--lsn", "--out", "--server", NULL};
+    static const char *const bools[] = {"--in-place", NULL};
     struct tool_args ta = {0};
     char **rest = sdk_xcalloc((size_t)argc + 1, sizeof(char *));
     int nrest = 0;
-    if (split_args(argc, argv, own, NULL, &ta, &nrest, rest) != 0) {
+    if (split_args(argc, argv, own, bools, &ta, &nrest, rest) != 0) {
         free(rest);
         return 2;
     }
-    const char *object = ta.vals[0], *at = ta.vals[1], *lsn_s = ta.vals[2], *out = ta.vals[3];
+    const char *object = ta.vals[0], *at = ta.vals[1], *lsn_s = ta.vals[2], *out = ta.vals[3], *server = ta.vals[4];
+    bool in_place = ta.flags[0];
     char prefix[256];
     int64_t at_us = 0;
     uint64_t lsn = 0;
     int rv = 2;
-    if (object == NULL || out == NULL || (at == NULL) == (lsn_s == NULL)) {
+    if (object == NULL || (at == NULL) == (lsn_s == NULL) || (in_place ? server == NULL || out != NULL || nrest > 0
+                                                                       : out == NULL || server != NULL)) {
         fprintf(stderr, "usage: dobj restore --store URL --object CLASS/NAME (--at RFC3339 | --lsn N) --out FILE\n"
-                        "       [--store-endpoint URL --store-region R --store-path-style --config FILE]\n");
+                        "       [--store-endpoint URL --store-region R --store-path-style --config FILE]\n"
+                        "       dobj restore --in-place --server http://HOST:PORT --object CLASS/NAME "
+                        "(--at RFC3339 | --lsn N)\n");
         goto done;
     }
     if (object_prefix(object, prefix, sizeof(prefix)) != 0)
@@ -220,6 +275,10 @@ int rt_cmd_restore(int argc, char **argv)
             goto done;
         }
         lsn = v;
+    }
+    if (in_place) {
+        rv = restore_in_place(server, object, at, lsn_s);
+        goto done;
     }
     if (access(out, F_OK) == 0) {
         fprintf(stderr, "dobj: --out %s exists; restore writes a new file\n", out);
