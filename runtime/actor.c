@@ -753,7 +753,7 @@ static int step_reset(sqlite3_stmt *st)
  * durability point. A commit that can not be captured can never be made
  * durable, and nothing may be acknowledged after it: the process stops, and
  * recovery starts from the journal, where that commit is not. */
-static void record_submit(struct rt_shard *s, struct rt_actor *a, int64_t now_us)
+static void record_submit(struct rt_shard *s, struct rt_actor *a, int64_t now_us, uint32_t flags)
 {
     struct wal_record rec = {0};
     char err[512];
@@ -766,11 +766,28 @@ static void record_submit(struct rt_shard *s, struct rt_actor *a, int64_t now_us
     memcpy(rec.object_id, a->id, sizeof(rec.object_id));
     rec.lsn = ++a->committed_lsn;
     rec.commit_us = now_us;
+    rec.flags = flags;
     size_t len = wal_record_size(rec.npages, rec.page_size);
     uint8_t *buf = sdk_xmalloc(len);
     wal_record_encode(&rec, buf);
     a->wal_total = a->wal_frames;
     rt_durable_submit(s, a, rec.lsn, buf, len);
+}
+
+/* After dobj_delete_all(): true if the object holds no table or view of its
+ * own (a savepoint may have undone the delete): its record is a tombstone. */
+static bool no_user_data(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    bool empty = false;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND "
+                           "name NOT LIKE '\\_dobj\\_%' ESCAPE '\\'",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        empty = sqlite3_column_int64(st, 0) == 0;
+    sqlite3_finalize(st);
+    return empty;
 }
 
 /* A transaction that wrote records its own lsn, so the database always says
@@ -832,7 +849,7 @@ static int run_txn(struct rt_shard *s, struct rt_actor *a, struct dobj_ctx *ctx,
     }
     a->needs_init = false;
     if (a->wal_frames > 0)
-        record_submit(s, a, ctx->now_us);
+        record_submit(s, a, ctx->now_us, ctx->deleted_all && no_user_data(a->db) ? WAL_REC_TOMBSTONE : 0);
     return 0;
 }
 
@@ -1049,7 +1066,7 @@ static int restore_apply(struct rt_shard *s, struct rt_actor *a, const char *pat
                      a->cls->cls->name, a->name, sqlite3_errmsg(a->db));
             abort();
         }
-        record_submit(s, a, rt_now_us());
+        record_submit(s, a, rt_now_us(), 0);
         /* Cached statements and the class's setup start afresh, as after an
          * activation. */
         a->needs_init = true;

@@ -42,6 +42,8 @@ static void usage(FILE *out)
                  "  restore    an object's database as of a moment, from object storage\n"
                  "             (--store URL --object CLASS/NAME (--at RFC3339 | --lsn N) --out FILE)\n"
                  "  ls         the objects in object storage (--store URL)\n"
+                 "  gc         delete what no restore point of the retention window needs\n"
+                 "             (--store URL [--older-than 30d] [--apply]; a dry run by default)\n"
                  "  version    print the version\n");
 }
 
@@ -58,6 +60,8 @@ int main(int argc, char **argv)
         return rt_cmd_restore(argc - 2, argv + 2);
     if (strcmp(cmd, "ls") == 0)
         return rt_cmd_ls(argc - 2, argv + 2);
+    if (strcmp(cmd, "gc") == 0)
+        return rt_cmd_gc(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("dobj %s (sqlite %s, abi %d)\n", DOBJ_VERSION, sqlite3_libversion(), DOBJ_ABI_VERSION);
         return 0;

@@ -349,6 +349,7 @@ int rt_restore_object(const struct rt_config *c, const char *cls, const uint8_t 
 
 int rt_cmd_restore(int argc, char **argv);
 int rt_cmd_ls(int argc, char **argv);
+int rt_cmd_gc(int argc, char **argv);
 /* RFC 3339 to microseconds since the epoch; -1 if it is not one. */
 int rt_parse_rfc3339(const char *s, int64_t *out_us);
 

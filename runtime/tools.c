@@ -380,3 +380,143 @@ int rt_cmd_ls(int argc, char **argv)
     free(rest);
     return rv;
 }
+
+/* "30d", "12h", "90m", "45s" -> microseconds; -1 if malformed. */
+static int64_t parse_duration(const char *s)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || v < 0 || end[0] == '\0' || end[1] != '\0')
+        return -1;
+    int64_t unit = *end == 'd' ? 86400 : *end == 'h' ? 3600 : *end == 'm' ? 60 : *end == 's' ? 1 : 0;
+    if (unit == 0 || v > INT64_MAX / 1000000 / unit)
+        return -1;
+    return (int64_t)v * unit * 1000000;
+}
+
+/* What of one object no restore point inside retention needs: with `cutoff`
+ * the oldest moment kept, L the newest lsn surely committed before it (the
+ * last lsn of a segment, or a snapshot, uploaded before it), and S the newest
+ * snapshot at or before L, every restore to a moment after the cutoff starts
+ * at S or later: segments ending at or before S and snapshots before S go. */
+static void gc_plan(const struct wal_store_entry *v, size_t n, const char *prefix, int64_t cutoff, bool *del)
+{
+    size_t plen = strlen(prefix);
+    uint64_t before = 0, snap = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *k = v[i].key + plen;
+        uint64_t first, last, epoch, lsn;
+        if (v[i].mtime_us >= cutoff)
+            continue;
+        if (strncmp(k, "segments/", 9) == 0 && wal_seg_key_parse(k, &first, &last, &epoch) && last > before)
+            before = last;
+        else if (strncmp(k, "snapshots/", 10) == 0 && wal_snapshot_key_parse(k, &lsn) && lsn > before)
+            before = lsn;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint64_t lsn;
+        const char *k = v[i].key + plen;
+        if (strncmp(k, "snapshots/", 10) == 0 && wal_snapshot_key_parse(k, &lsn) && lsn <= before && lsn > snap)
+            snap = lsn;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *k = v[i].key + plen;
+        uint64_t first, last, epoch, lsn;
+        del[i] = snap > 0 && ((strncmp(k, "segments/", 9) == 0 && wal_seg_key_parse(k, &first, &last, &epoch) &&
+                               last <= snap) ||
+                              (strncmp(k, "snapshots/", 10) == 0 && wal_snapshot_key_parse(k, &lsn) && lsn < snap));
+    }
+}
+
+int rt_cmd_gc(int argc, char **argv)
+{
+    static const char *const own[] = {"--older-than", NULL};
+    static const char *const bools[] = {"--apply", NULL};
+    struct tool_args ta = {0};
+    char **rest = sdk_xcalloc((size_t)argc + 1, sizeof(char *));
+    int nrest = 0;
+    if (split_args(argc, argv, own, bools, &ta, &nrest, rest) != 0) {
+        free(rest);
+        return 2;
+    }
+    const char *older = ta.vals[0] != NULL ? ta.vals[0] : "30d";
+    bool apply = ta.flags[0];
+    int64_t keep_us = parse_duration(older);
+    if (keep_us < 0) {
+        fprintf(stderr, "dobj: --older-than '%s' is not a duration (30d, 12h, 90m, 45s)\n", older);
+        free(rest);
+        return 2;
+    }
+    struct tool_store t;
+    if (tool_store_open(&t, nrest, rest) != 0) {
+        free(rest);
+        return 2;
+    }
+    int64_t cutoff = rt_now_us() - keep_us;
+    struct wal_store_result list = {0};
+    int rv = 0;
+    uint64_t nkeys = 0, nbytes = 0, failed = 0;
+    if (wal_store_list_sync(t.store, "", &list) != 0) {
+        fprintf(stderr, "dobj: can not list %s: %s\n", wal_store_url(t.store), list.err);
+        rv = 1;
+    } else {
+        bool *del = sdk_xcalloc(list.nentries + 1, sizeof(bool));
+        for (size_t i = 0; i < list.nentries;) {
+            const char *k = list.entries[i].key;
+            const char *s1 = strchr(k, '/');
+            const char *s2 = s1 != NULL ? strchr(s1 + 1, '/') : NULL;
+            if (s2 == NULL) {
+                i++;
+                continue;
+            }
+            char prefix[256];
+            snprintf(prefix, sizeof(prefix), "%.*s", (int)(s2 + 1 - k), k);
+            size_t j = i;
+            while (j < list.nentries && strncmp(list.entries[j].key, prefix, strlen(prefix)) == 0)
+                j++;
+            gc_plan(list.entries + i, j - i, prefix, cutoff, del + i);
+            /* An object whose last write deleted all its data, longer ago
+             * than the window: no restore point inside it needs anything. */
+            bool old = true;
+            for (size_t e = i; e < j; e++)
+                old = old && list.entries[e].mtime_us < cutoff;
+            bool dead = false;
+            char err[512];
+            if (old && wal_object_tombstoned(t.store, list.entries + i, j - i, prefix, &dead, err, sizeof(err)) != 0) {
+                fprintf(stderr, "dobj: %s: %s (kept)\n", prefix, err);
+                rv = 1;
+            }
+            for (size_t e = i; dead && e < j; e++)
+                del[e] = true;
+            i = j;
+        }
+        for (size_t i = 0; i < list.nentries; i++) {
+            if (!del[i])
+                continue;
+            nkeys++;
+            nbytes += list.entries[i].size;
+            if (!apply) {
+                printf("would delete %s (%" PRIu64 " bytes)\n", list.entries[i].key, list.entries[i].size);
+                continue;
+            }
+            struct wal_store_result r = {0};
+            if (wal_store_delete_sync(t.store, list.entries[i].key, &r) != 0) {
+                fprintf(stderr, "dobj: can not delete %s: %s\n", list.entries[i].key, r.err);
+                failed++;
+                rv = 1;
+            } else {
+                printf("deleted %s (%" PRIu64 " bytes)\n", list.entries[i].key, list.entries[i].size);
+            }
+            wal_store_result_free(&r);
+        }
+        free(del);
+        printf("%s %" PRIu64 " keys, %" PRIu64 " bytes no restore point of the last %s needs%s\n",
+               apply ? "deleted" : "would delete", nkeys - failed, nbytes, older,
+               apply ? "" : " (dry run: --apply deletes)");
+    }
+    wal_store_result_free(&list);
+    tool_store_close(&t);
+    free(rest);
+    return rv;
+}

@@ -144,6 +144,7 @@ struct dobj_ctx {
     char deny[256];
 
     unsigned txn_depth;
+    bool deleted_all; /* dobj_delete_all() ran: the runtime checks for a tombstone */
 };
 
 /* Prepares `ctx` for one event; the caller fills the request fields. */

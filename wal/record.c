@@ -11,7 +11,8 @@
  *       48     4  database size in pages after the commit
  *       52     4  page size in bytes (a power of two, 512 to 65536)
  *       56     4  number of pages n
- *       60     4  flags: 1 = "uploaded" marker (journal only, no pages)
+ *       60     4  flags: 1 = "uploaded" marker (journal only, no pages),
+ *                 2 = tombstone (the write deleted all the object's data)
  *       64        n times: page number (4), page image (page size)
  *   len - 8    8  XXH3-64 of bytes [0, len - 8)
  *

@@ -227,6 +227,13 @@ static int find_moment(struct restore *r, const struct seg_ref *segs, size_t n, 
     int rv = seg_load(r, &segs[0], &seg);
     if (rv != 0)
         return rv;
+    if (wal_seg_commit_us(&seg, 0) > at && seg.first_lsn > 1) {
+        /* gc removed the older records: the moment is at or after the
+         * snapshot they led to (the tool keeps moments inside retention). */
+        *target = seg.first_lsn - 1;
+        *when = 0;
+        return 0;
+    }
     if (wal_seg_commit_us(&seg, 0) > at) {
         char t[64];
         time_t secs = (time_t)(wal_seg_commit_us(&seg, 0) / 1000000);
@@ -497,5 +504,55 @@ out:
     free(r.pages);
     free(segs);
     wal_store_result_free(&list);
+    return rv;
+}
+
+int wal_object_tombstoned(struct wal_store *s, const struct wal_store_entry *v, size_t n, const char *prefix,
+                          bool *yes, char *err, size_t errlen)
+{
+    *yes = false;
+    size_t plen = strlen(prefix);
+    const char *newest = NULL;
+    uint64_t best = 0, snap = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *k = v[i].key + plen;
+        uint64_t first, last, epoch, lsn;
+        if (strncmp(k, "segments/", 9) == 0 && wal_seg_key_parse(k, &first, &last, &epoch) && last > best) {
+            best = last;
+            newest = v[i].key;
+        } else if (strncmp(k, "snapshots/", 10) == 0 && wal_snapshot_key_parse(k, &lsn) && lsn > snap) {
+            snap = lsn;
+        }
+    }
+    if (newest == NULL || snap > best)
+        return 0;
+    struct wal_store_result res = {0};
+    int rv = wal_store_get_sync(s, newest, &res);
+    if (rv != 0) {
+        snprintf(err, errlen, "can not download %s: %s", newest, res.err);
+        wal_store_result_free(&res);
+        return rv;
+    }
+    struct wal_segment seg;
+    char why[256];
+    rv = wal_seg_parse(res.data, res.len, &seg, why, sizeof(why));
+    if (rv != 0) {
+        snprintf(err, errlen, "segment %s is damaged: %s", newest, why);
+    } else {
+        ZSTD_DCtx *dc = ZSTD_createDCtx();
+        uint8_t *buf = NULL;
+        size_t cap = 0, len = 0;
+        if (wal_seg_record(&seg, seg.n - 1, dc, &buf, &cap, &len) == 0 && len >= WAL_RECORD_HEADER_BYTES) {
+            struct wal_record h;
+            wal_record_peek_header(buf, &h);
+            *yes = (h.flags & WAL_REC_TOMBSTONE) != 0;
+        } else {
+            snprintf(err, errlen, "segment %s: its last record does not decompress", newest);
+            rv = -EPROTO;
+        }
+        free(buf);
+        ZSTD_freeDCtx(dc);
+    }
+    wal_store_result_free(&res);
     return rv;
 }

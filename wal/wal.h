@@ -35,6 +35,9 @@ struct wal_page {
  * lsn is in object storage, so the journal need not keep them. Never applied,
  * never uploaded. */
 #define WAL_REC_UPLOADED 1u
+/* The write deleted all of the object's data (dobj_delete_all): once it is
+ * older than the retention window, gc may remove the object from the store. */
+#define WAL_REC_TOMBSTONE 2u
 
 struct wal_record {
     uint8_t object_id[WAL_OBJECT_ID_BYTES];
@@ -385,6 +388,10 @@ struct wal_object_info {
 };
 /* Summarises the keys of one object (entries of a listing under its prefix). */
 void wal_object_info(const struct wal_store_entry *v, size_t n, const char *prefix, struct wal_object_info *info);
+/* Whether the object's newest record (the last of its newest segment) is a
+ * tombstone; entries are its keys. 0, or an error with err set. */
+int wal_object_tombstoned(struct wal_store *s, const struct wal_store_entry *v, size_t n, const char *prefix,
+                          bool *yes, char *err, size_t errlen);
 /* Reads a database file into one zstd frame (with its checksum). 0 or
  * -errno. */
 int wal_snapshot_compress(const char *path, uint8_t **out, size_t *len);

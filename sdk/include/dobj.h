@@ -224,6 +224,13 @@ int dobj_query_text(dobj_ctx *ctx, const char **out, const char *sql, const char
  * event. Blobs become base64 strings. */
 int dobj_query_json(dobj_ctx *ctx, const char **out, const char *sql, const char *types, ...);
 
+/* Deletes all of the object's data: every table and view (with their indexes
+ * and triggers), in the event's transaction. The object starts over empty.
+ * Its history stays in object storage, restorable for the retention window;
+ * the write is marked as a tombstone, and once it is older than the
+ * retention window `dobj gc` removes the object from the store. */
+int dobj_delete_all(dobj_ctx *ctx);
+
 /* Nested transactions on savepoints, inside the event's transaction. A
  * rollback undoes the writes since the matching begin. A begin without commit
  * or rollback is rolled back when the handler returns. */

@@ -426,6 +426,39 @@ static int savepoint(struct dobj_ctx *ctx, const char *verb, unsigned depth)
     return 0;
 }
 
+int dobj_delete_all(dobj_ctx *ctx)
+{
+    if (ctx == NULL || ctx->db == NULL)
+        return DOBJ_ESTATE;
+    /* Views first: a view may name a table. */
+    static const char list[] = "SELECT type, name FROM sqlite_schema WHERE type IN ('view', 'table') AND "
+                               "name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_dobj\\_%' ESCAPE '\\' "
+                               "ORDER BY type = 'table'";
+    for (;;) {
+        sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(ctx->db, list, -1, &st, NULL);
+        if (rc != SQLITE_OK)
+            return sql_error(ctx, rc);
+        if (sqlite3_step(st) != SQLITE_ROW) {
+            sqlite3_finalize(st);
+            break;
+        }
+        const char *type = (const char *)sqlite3_column_text(st, 0);
+        const char *name = (const char *)sqlite3_column_text(st, 1);
+        /* %w doubles the quotes of an identifier. */
+        char *drop = sqlite3_mprintf("DROP %s \"%w\"", strcmp(type, "view") == 0 ? "VIEW" : "TABLE", name);
+        sqlite3_finalize(st);
+        if (ctx->stmts != NULL)
+            sdk_stmt_cache_clear(ctx->stmts);
+        rc = drop != NULL ? sqlite3_exec(ctx->db, drop, NULL, NULL, NULL) : SQLITE_NOMEM;
+        sqlite3_free(drop);
+        if (rc != SQLITE_OK)
+            return sql_error(ctx, rc);
+    }
+    ctx->deleted_all = true;
+    return 0;
+}
+
 int dobj_txn_begin(dobj_ctx *ctx)
 {
     if (ctx->txn_depth >= 64)

@@ -28,6 +28,7 @@
  *                                   {"ok":true,"k":K,"count":C}. C is 1-10000.
  *   GET    /probe/<n>/multi         200 {"groups": {K: rows, ...}} ({} when the
  *                                   table does not exist; never writes)
+ *   POST   /probe/<n>/delete_all    dobj_delete_all(): 200 {"ok":true}
  *
  * WebSockets: every message is echoed back prefixed with "echo:" (same kind);
  * the text message "count" gets the number of the object's open sockets
@@ -321,6 +322,11 @@ static int fetch(dobj_ctx *ctx)
         return do_activations(ctx);
     if (strcmp(path, "/multi") == 0)
         return do_multi(ctx, method);
+    if (strcmp(path, "/delete_all") == 0) {
+        if (dobj_delete_all(ctx) != 0)
+            return dobj_fail(ctx, "probe: delete_all failed: %s", dobj_errmsg(ctx));
+        return dobj_res_json(ctx, 200, "{\"ok\":true}");
+    }
     return json_error(ctx, 404, dobj_sprintf(ctx, "probe: no route for %s %s", method, path));
 }
 
