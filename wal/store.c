@@ -391,7 +391,10 @@ static void file_start(struct store_req *r)
 
 static void file_close(struct wal_store *s) { (void)s; }
 
-static const struct store_backend file_backend = {.start = file_start, .close = file_close};
+/* File requests complete at once: nothing is ever in flight. */
+static void file_cancel(struct wal_store *s) { (void)s; }
+
+static const struct store_backend file_backend = {.start = file_start, .cancel = file_cancel, .close = file_close};
 
 /* ---- open and close ---------------------------------------------------------- */
 
@@ -472,6 +475,8 @@ int wal_store_open(struct wal_store **out, const struct wal_store_config *cfg, s
 }
 
 const char *wal_store_url(const struct wal_store *s) { return s->url; }
+
+void wal_store_cancel(struct wal_store *s) { s->be->cancel(s); }
 
 static void on_timer_closed(uv_handle_t *h)
 {

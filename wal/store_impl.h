@@ -26,6 +26,9 @@ struct store_req {
 
 struct store_backend {
     void (*start)(struct store_req *r);
+    /* Ends every request in flight with -ECANCELED (callbacks on the next
+     * loop turn, as always). */
+    void (*cancel)(struct wal_store *s);
     void (*close)(struct wal_store *s);
 };
 

@@ -39,6 +39,7 @@ struct s3 {
     unsigned timeout_ms, attempts;
     bool closing;
     uv_loop_t *loop;
+    struct s3_call *calls; /* every call not yet ended, for cancel */
 };
 
 struct s3_sock {
@@ -49,6 +50,7 @@ struct s3_sock {
 
 /* One request's attempts. */
 struct s3_call {
+    struct s3_call *prev, *next; /* in s3->calls */
     struct store_req *req;
     struct s3 *s3;
     CURL *easy;
@@ -273,9 +275,14 @@ static void call_end(struct s3_call *c)
         r->res.len = c->len;
         c->buf = NULL;
     }
-    if (r->res.status != 0 && r->res.status != -ENOENT)
-        wal_logf(1, "msg=\"object store request failed\" store=%s key=%s err=\"%s\"", r->store->url, r->key,
-                 r->res.err);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        c->s3->calls = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    /* The caller says what failed, once (the uploader logs the first failure
+     * of an outage, the tools print theirs). */
     store_finish(r);
     uv_close((uv_handle_t *)&c->retry, on_retry_closed);
 }
@@ -485,9 +492,31 @@ static void s3_start(struct store_req *r)
     struct s3_call *c = sdk_xcalloc(1, sizeof(*c));
     c->req = r;
     c->s3 = s3;
+    c->next = s3->calls;
+    if (s3->calls != NULL)
+        s3->calls->prev = c;
+    s3->calls = c;
     uv_timer_init(r->store->loop, &c->retry);
     c->retry.data = c;
     call_attempt(c);
+}
+
+static void s3_cancel(struct wal_store *st)
+{
+    struct s3 *s3 = st->impl;
+    while (s3->calls != NULL) {
+        struct s3_call *c = s3->calls;
+        uv_timer_stop(&c->retry);
+        if (c->easy != NULL) {
+            curl_multi_remove_handle(s3->multi, c->easy);
+            curl_easy_cleanup(c->easy);
+            curl_slist_free_all(c->headers);
+            c->easy = NULL;
+            c->headers = NULL;
+        }
+        store_errf(c->req, -ECANCELED, "cancelled");
+        call_end(c);
+    }
 }
 
 static void on_s3_timer_closed(uv_handle_t *h)
@@ -511,7 +540,7 @@ static void s3_close(struct wal_store *st)
     uv_close((uv_handle_t *)&s3->timer, on_s3_timer_closed);
 }
 
-static const struct store_backend s3_backend = {.start = s3_start, .close = s3_close};
+static const struct store_backend s3_backend = {.start = s3_start, .cancel = s3_cancel, .close = s3_close};
 
 static void global_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 

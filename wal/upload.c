@@ -340,6 +340,8 @@ static void request_end(struct up_obj *o, struct wal_store_result *res, const ch
     struct wal_uploader *u = o->u;
     o->busy = false;
     u->inflight--;
+    if (res->status == -ECANCELED)
+        return; /* stopping: the journal keeps the records */
     if (res->status != 0)
         note_failure(u, o, key, res->err);
     else
@@ -665,8 +667,9 @@ static void free_objects(struct wal_uploader *u)
 static void finish(struct wal_uploader *u)
 {
     if (u->inflight > 0) {
-        /* Past the deadline with requests in flight: they end (or time out)
-         * on their own; finish once they have. */
+        /* Past the deadline with requests in flight (a store that does not
+         * answer): they end now; the journal keeps their records. */
+        wal_store_cancel(u->store);
         return;
     }
     uv_timer_stop(&u->tick);

@@ -185,6 +185,9 @@ struct wal_store;
  * wrong with the configuration. */
 int wal_store_open(struct wal_store **out, const struct wal_store_config *cfg, struct uv_loop_s *loop, char *err,
                    size_t errlen);
+/* Ends every operation in flight with -ECANCELED (their callbacks follow on
+ * the loop, as always). */
+void wal_store_cancel(struct wal_store *s);
 /* Frees the store once nothing is pending (run the loop until then). */
 void wal_store_close(struct wal_store *s);
 /* The URL it was opened with, for messages. */
