@@ -34,6 +34,7 @@
 #define RETRY_MIN_MS 500
 #define RETRY_MAX_MS 10000
 #define SNAPSHOT_RETRY_MS 60000
+#define OBJ_FORGET_US (120 * 1000000ll)
 
 struct up_in {
     struct up_in *next;
@@ -74,6 +75,7 @@ struct up_obj {
     bool busy;     /* a request in flight */
     bool queued;   /* in the runnable FIFO or the delayed list */
     uint64_t store_lsn; /* the newest lsn the store holds */
+    int64_t last_used_us; /* the last record, snapshot or idle note */
     uint64_t db_bytes;  /* database size after the newest record */
     /* Snapshots: what the store holds, and the one in the making. */
     uint64_t snap_lsn, snap_bytes, since_snap_bytes;
@@ -151,8 +153,10 @@ static struct up_obj *obj_get(struct wal_uploader *u, const uint8_t id[16], stru
 {
     struct up_obj **b = &u->buckets[id_hash(id) & (u->nbuckets - 1)];
     for (struct up_obj *o = *b; o != NULL; o = o->hnext)
-        if (memcmp(o->id, id, 16) == 0)
+        if (memcmp(o->id, id, 16) == 0) {
+            o->last_used_us = now_us();
             return o;
+        }
     if (u->count + 1 > u->nbuckets) {
         size_t n = u->nbuckets * 2;
         struct up_obj **nb = sdk_xcalloc(n, sizeof(*nb));
@@ -169,6 +173,7 @@ static struct up_obj *obj_get(struct wal_uploader *u, const uint8_t id[16], stru
     }
     struct up_obj *o = sdk_xcalloc(1, sizeof(*o));
     o->u = u;
+    o->last_used_us = now_us();
     memcpy(o->id, id, 16);
     o->cls = sdk_xstrdup(in->cls);
     o->name = sdk_xstrndup(in->name, in->name_len);
@@ -569,16 +574,37 @@ static void pump(struct wal_uploader *u)
 
 /* ---- the thread ------------------------------------------------------------------ */
 
+static void obj_free(struct up_obj *o)
+{
+    wal_seg_builder_free(&o->b);
+    free(o->tags);
+    free(o->cls);
+    free(o->name);
+    free(o);
+}
+
+/* Once a second: the upload lag (age of the oldest record not in the store),
+ * and objects with nothing to do for OBJ_FORGET_US are forgotten (their next
+ * record probes the store again), so memory follows the objects written to. */
 static void lag_update(struct wal_uploader *u)
 {
-    int64_t oldest = 0;
+    int64_t oldest = 0, now = now_us();
     for (size_t i = 0; i < u->nbuckets; i++)
-        for (struct up_obj *o = u->buckets[i]; o != NULL; o = o->hnext) {
+        for (struct up_obj **p = &u->buckets[i]; *p != NULL;) {
+            struct up_obj *o = *p;
             int64_t t = o->q_head != NULL ? o->q_head->oldest_us : o->b.n > 0 ? o->b_started_us : 0;
             if (t != 0 && (oldest == 0 || t < oldest))
                 oldest = t;
+            if (t == 0 && !o->busy && !o->queued && !o->in_open && o->snap_path == NULL &&
+                now - o->last_used_us > OBJ_FORGET_US) {
+                *p = o->hnext;
+                u->count--;
+                obj_free(o);
+                continue;
+            }
+            p = &o->hnext;
         }
-    atomic_store(&u->lag_us, oldest != 0 ? now_us() - oldest : 0);
+    atomic_store(&u->lag_us, oldest != 0 ? now - oldest : 0);
 }
 
 static bool idle(const struct wal_uploader *u) { return u->inflight == 0 && u->run_head == NULL && u->delayed == NULL; }
@@ -653,12 +679,8 @@ static void free_objects(struct wal_uploader *u)
                 free(s->tags);
                 free(s);
             }
-            wal_seg_builder_free(&o->b);
             free(o->snap_path); /* the file stays: it is cleaned at start */
-            free(o->tags);
-            free(o->cls);
-            free(o->name);
-            free(o);
+            obj_free(o);
         }
     free(u->buckets);
     u->buckets = NULL;
