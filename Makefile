@@ -76,7 +76,7 @@ asan:
 
 DEB_PACKAGES := gcc make pkg-config libuv1-dev libsqlite3-dev libh2o-dev libwslay-dev libssl-dev \
     liburing-dev libcurl4-openssl-dev libxxhash-dev libzstd-dev libcriterion-dev sqlite3 curl wrk \
-    python3-pytest python3-requests python3-websocket python3-websockets python3-boto3 \
+    python3-pytest python3-requests python3-websocket python3-websockets python3-boto3 python3-zstandard python3-xxhash \
     swift-proxy swift-account swift-container swift-object nodejs
 
 # s3rver (npm), one of the two S3 servers of the system tests

@@ -13,6 +13,9 @@
 #include "runtime.h"
 #include "wal.h"
 
+/* The most a request for an object whose file is missing waits on the store. */
+#define FETCH_TIMEOUT_MS 5000
+
 int rt_fetch_object(const struct rt_config *c, const char *cls, const uint8_t id[16], const char *path,
                     uint64_t *lsn, char *err, size_t errlen)
 {
@@ -22,6 +25,12 @@ int rt_fetch_object(const struct rt_config *c, const char *cls, const uint8_t id
     uv_loop_init(&loop);
     struct wal_store *store = NULL;
     struct wal_store_config sc = rt_store_config(c);
+    if (cls != NULL) {
+        /* At activation a client waits: one quick attempt, then 503. */
+        sc.attempts = 1;
+        if (sc.timeout_ms > FETCH_TIMEOUT_MS)
+            sc.timeout_ms = FETCH_TIMEOUT_MS;
+    }
     int rv = wal_store_open(&store, &sc, &loop, err, errlen);
     if (rv == 0)
         rv = rt_mkdir_parents(path);

@@ -334,7 +334,9 @@ int64_t rt_db_lsn(struct sqlite3 *db);
  * (NULL: try every loaded class) to `path`, which must not exist. Returns 0
  * (*lsn set, *cls_found set when cls was NULL), -ENOENT if the store has no
  * such object (or there is no store), or another negative errno with err
- * saying why. Blocking: not on a shard's loop. */
+ * saying why. With a class given (activation: a client waits) one attempt of
+ * at most 5 s; without (recovery), the store's retries. Blocking: not on a
+ * shard's loop. */
 int rt_fetch_object(const struct rt_config *c, const char *cls, const uint8_t id[16], const char *path,
                     uint64_t *lsn, char *err, size_t errlen);
 

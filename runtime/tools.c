@@ -301,10 +301,12 @@ int rt_cmd_restore(int argc, char **argv)
         fprintf(stderr, "dobj: restore of %s failed: %s\n", object, err);
         rv = 1;
     } else {
-        char when[64] = "unknown";
-        if (res.commit_us != 0)
-            fmt_time(res.commit_us, when, sizeof(when));
-        printf("restored %s to lsn %" PRIu64 " (committed %s) into %s: %" PRIu64 " bytes; snapshot lsn %" PRIu64
+        char when[80] = "the snapshot's moment";
+        if (res.commit_us != 0) {
+            memcpy(when, "committed ", 10);
+            fmt_time(res.commit_us, when + 10, sizeof(when) - 10);
+        }
+        printf("restored %s to lsn %" PRIu64 " (%s) into %s: %" PRIu64 " bytes; snapshot lsn %" PRIu64
                ", %" PRIu64 " records from %u segments, %" PRIu64 " bytes downloaded in %.2f s\n",
                object, res.lsn, when, out, res.db_bytes, res.snapshot_lsn, res.records, res.segments, res.bytes,
                secs);
