@@ -206,8 +206,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 
 static void on_curl_timer(uv_timer_t *t)
 {
-    struct wal_store *st = t->data;
-    struct s3 *s3 = st->impl;
+    struct s3 *s3 = t->data;
     int running;
     curl_multi_socket_action(s3->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     check_done(s3);
@@ -519,12 +518,9 @@ static void s3_cancel(struct wal_store *st)
     }
 }
 
-static void on_s3_timer_closed(uv_handle_t *h)
-{
-    struct wal_store *st = h->data;
-    struct s3 *s3 = st->impl;
-    free(s3);
-}
+/* The store itself may be gone by now (its own close callback can run
+ * first): only the s3 part is freed here. */
+static void on_s3_timer_closed(uv_handle_t *h) { free(h->data); }
 
 static void s3_close(struct wal_store *st)
 {
@@ -610,7 +606,7 @@ int store_s3_open(struct wal_store *st, const struct wal_store_config *cfg, cons
     curl_multi_setopt(s3->multi, CURLMOPT_TIMERDATA, s3);
     curl_multi_setopt(s3->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
     uv_timer_init(st->loop, &s3->timer);
-    s3->timer.data = st;
+    s3->timer.data = s3;
     st->impl = s3;
     st->be = &s3_backend;
     return 0;
