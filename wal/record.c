@@ -125,7 +125,7 @@ int wal_record_decode(const uint8_t *buf, size_t len, struct wal_record *r, stru
     return 0;
 }
 
-int wal_apply(int fd, const struct wal_record *r)
+int wal_apply_pages(int fd, const struct wal_record *r)
 {
     for (uint32_t i = 0; i < r->npages; i++) {
         /* Pages past the database's size are free pages the commit dropped. */
@@ -146,7 +146,13 @@ int wal_apply(int fd, const struct wal_record *r)
             left -= (size_t)w;
         }
     }
-    if (ftruncate(fd, (off_t)r->db_pages * r->page_size) != 0)
-        return -errno;
     return 0;
+}
+
+int wal_apply(int fd, const struct wal_record *r)
+{
+    int rv = wal_apply_pages(fd, r);
+    if (rv == 0 && ftruncate(fd, (off_t)r->db_pages * r->page_size) != 0)
+        rv = -errno;
+    return rv;
 }

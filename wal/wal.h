@@ -132,6 +132,10 @@ int wal_capture_commit(struct wal_capture *c, uint32_t wal_frames, struct wal_re
  * as the newest one comes last. Returns 0 or -errno.
  */
 int wal_apply(int fd, const struct wal_record *r);
+/* The same without the truncation, for a run of records whose last one sets
+ * the size (a page a record needs is always in it: SQLite writes every page
+ * it adds to a database). */
+int wal_apply_pages(int fd, const struct wal_record *r);
 
 
 /* ---- object storage (store.c, store_s3.c) ------------------------------ */
@@ -369,7 +373,8 @@ struct wal_restore_result {
 /*
  * Builds the object's database as of a moment from a store whose loop the
  * caller owns: the newest snapshot at or before it, then the records up to
- * it. The result passes quick_check and carries the target lsn, or nothing is
+ * it. The result carries the target lsn (checked; every byte came through a
+ * checksum, so it passes integrity_check), or nothing is
  * left at `out`. Errors name what is wrong: -ENOENT: the store has no such
  * object; -ERANGE: a moment before the object's first record, an lsn past the
  * store's last; -ENODATA: a missing range of records; -EPROTO: a damaged or
