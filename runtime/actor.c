@@ -1216,8 +1216,10 @@ void rt_actors_on_snapshot(struct rt_shard *s, struct rt_snapshot_msg *m)
     }
     free(m);
     char err[512];
-    if (s->stopping || a->snap != NULL || a->fetching || a->held_head != NULL || needs_fetch(s, a) ||
-        activate(s, a, err, sizeof(err)) != 0) {
+    /* Events held for a full WAL do not stop it: a hot object is the one
+     * that needs snapshots most, and the copy runs between events anyway. */
+    if (s->stopping || a->snap != NULL || a->fetching || (a->db == NULL && a->held_head != NULL) ||
+        needs_fetch(s, a) || activate(s, a, err, sizeof(err)) != 0) {
         maybe_free(t, a);
         return;
     }

@@ -53,6 +53,14 @@ struct restore {
     struct wal_page *pages;
     uint32_t pages_cap;
     off_t db_size; /* the size the last applied record gives the file (-1: none applied) */
+    /* seg_apply: a segment's records side by side, the newest image of each
+     * page they touch, and which pages those are. */
+    uint8_t *arena;
+    size_t arena_cap;
+    const uint8_t **newest;
+    size_t newest_cap;
+    uint32_t *touched;
+    size_t ntouched, touched_cap;
 };
 
 void wal_snapshot_key(char *out, size_t cap, const char *object_prefix, uint64_t lsn)
@@ -119,7 +127,7 @@ int wal_snapshot_compress(const char *path, uint8_t **out, size_t *len)
         return e;
     }
     ZSTD_CCtx *zc = ZSTD_createCCtx();
-    ZSTD_CCtx_setParameter(zc, ZSTD_c_compressionLevel, 3);
+    ZSTD_CCtx_setParameter(zc, ZSTD_c_compressionLevel, 1);
     ZSTD_CCtx_setParameter(zc, ZSTD_c_checksumFlag, 1);
     ZSTD_CCtx_setPledgedSrcSize(zc, (unsigned long long)st.st_size);
     size_t cap = ZSTD_compressBound((size_t)st.st_size) + 64, pos = 0;
@@ -311,18 +319,42 @@ static int snapshot_load(struct restore *r, const char *key, int fd)
 }
 
 /* Applies records (applied, target] of one segment. */
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Applies records (applied, target] of one segment. A hot page is in many of
+ * a segment's records (the table's last leaf, _dobj_meta, page 1): the
+ * records are decompressed side by side, and each page is written once, in
+ * page order, as its newest image. */
 static int seg_apply(struct restore *r, const struct seg_ref *ref, int fd, uint64_t *applied, uint64_t target)
 {
     struct wal_segment seg;
     int rv = seg_load(r, ref, &seg);
     if (rv != 0)
         return rv;
-    for (uint64_t lsn = *applied + 1; lsn <= target && lsn <= seg.last_lsn; lsn++) {
+    uint64_t from = *applied + 1, to = target < seg.last_lsn ? target : seg.last_lsn;
+    size_t total = 0;
+    for (uint64_t lsn = from; lsn <= to; lsn++)
+        total += wal_get_u32(seg.index + (size_t)(lsn - seg.first_lsn) * 24 + 20);
+    if (total > r->arena_cap) {
+        free(r->arena);
+        r->arena_cap = total;
+        r->arena = sdk_xmalloc(total);
+    }
+    r->ntouched = 0;
+    uint32_t page_size = 0;
+    size_t off = 0;
+    for (uint64_t lsn = from; lsn <= to; lsn++) {
         uint32_t i = (uint32_t)(lsn - seg.first_lsn);
-        size_t len;
-        if (wal_seg_record(&seg, i, r->dc, &r->rbuf, &r->rcap, &len) != 0)
+        const uint8_t *e = seg.index + (size_t)i * 24;
+        size_t clen = wal_get_u32(e + 16), rlen = wal_get_u32(e + 20);
+        size_t n = ZSTD_decompressDCtx(r->dc, r->arena + off, rlen, seg.data + wal_get_u64(e + 8), clen);
+        if (ZSTD_isError(n) || n != rlen)
             return fail(r, -EPROTO, "segment %s: record %" PRIu64 " does not decompress", ref->key, lsn);
-        uint32_t max = (uint32_t)(len / (4 + WAL_PAGE_SIZE_MIN)) + 1;
+        uint32_t max = (uint32_t)(rlen / (4 + WAL_PAGE_SIZE_MIN)) + 1;
         if (r->pages_cap < max) {
             free(r->pages);
             r->pages_cap = max;
@@ -330,14 +362,53 @@ static int seg_apply(struct restore *r, const struct seg_ref *ref, int fd, uint6
         }
         struct wal_record rec;
         size_t used;
-        if (wal_record_decode(r->rbuf, len, &rec, r->pages, r->pages_cap, &used) != 0 || rec.lsn != lsn)
+        if (wal_record_decode(r->arena + off, rlen, &rec, r->pages, r->pages_cap, &used) != 0 || rec.lsn != lsn ||
+            (page_size != 0 && rec.page_size != page_size))
             return fail(r, -EPROTO, "segment %s: record %" PRIu64 " is damaged", ref->key, lsn);
-        if ((rv = wal_apply_pages(fd, &rec)) != 0)
-            return fail(r, rv, "can not write %s: %s", r->o->out, strerror(-rv));
+        page_size = rec.page_size;
+        off += rlen;
+        for (uint32_t k = 0; k < rec.npages; k++) {
+            uint32_t pg = rec.pages[k].pgno;
+            if (pg == 0)
+                return fail(r, -EPROTO, "segment %s: record %" PRIu64 " is damaged", ref->key, lsn);
+            if (pg > rec.db_pages)
+                continue; /* a page the commit dropped */
+            if (pg >= r->newest_cap) {
+                size_t cap = (size_t)pg * 2 + 1024;
+                r->newest = sdk_xrealloc(r->newest, cap * sizeof(*r->newest));
+                memset(r->newest + r->newest_cap, 0, (cap - r->newest_cap) * sizeof(*r->newest));
+                r->newest_cap = cap;
+            }
+            if (r->newest[pg] == NULL) {
+                if (r->ntouched == r->touched_cap) {
+                    r->touched_cap = r->touched_cap ? r->touched_cap * 2 : 1024;
+                    r->touched = sdk_xrealloc(r->touched, r->touched_cap * sizeof(*r->touched));
+                }
+                r->touched[r->ntouched++] = pg;
+            }
+            r->newest[pg] = rec.pages[k].data;
+        }
         r->db_size = (off_t)rec.db_pages * rec.page_size;
         *applied = lsn;
         r->res->records++;
         r->res->commit_us = rec.commit_us;
+    }
+    qsort(r->touched, r->ntouched, sizeof(*r->touched), cmp_u32);
+    for (size_t k = 0; k < r->ntouched; k++) {
+        uint32_t pg = r->touched[k];
+        const uint8_t *d = r->newest[pg];
+        r->newest[pg] = NULL;
+        off_t at = (off_t)(pg - 1) * page_size;
+        for (size_t left = page_size; left > 0;) {
+            ssize_t w = pwrite(fd, d, left, at);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                return fail(r, -errno, "can not write %s: %s", r->o->out, strerror(errno));
+            d += w;
+            at += w;
+            left -= (size_t)w;
+        }
     }
     r->prog.segments++;
     progress(r);
@@ -499,6 +570,9 @@ out:
     free(r.cached);
     free(r.rbuf);
     free(r.pages);
+    free(r.arena);
+    free(r.newest);
+    free(r.touched);
     free(segs);
     wal_store_result_free(&list);
     return rv;

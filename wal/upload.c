@@ -76,6 +76,7 @@ struct up_obj {
     bool queued;   /* in the runnable FIFO or the delayed list */
     uint64_t store_lsn; /* the newest lsn the store holds */
     int64_t last_used_us; /* the last record, snapshot or idle note */
+    int64_t created_us;   /* commit time of lsn 1, when this process saw it */
     uint64_t db_bytes;  /* database size after the newest record */
     /* Snapshots: what the store holds, and the one in the making. */
     uint64_t snap_lsn, snap_bytes, since_snap_bytes;
@@ -275,6 +276,8 @@ static void add_record(struct wal_uploader *u, struct up_in *in)
     }
     atomic_fetch_add(&u->n_in, 1);
     o->db_bytes = (uint64_t)h.db_pages * h.page_size;
+    if (h.lsn == 1)
+        o->created_us = h.commit_us;
     if (o->ntags == o->tags_cap) {
         o->tags_cap = o->tags_cap ? o->tags_cap * 2 : 16;
         o->tags = sdk_xrealloc(o->tags, o->tags_cap * sizeof(*o->tags));
@@ -423,6 +426,9 @@ static void maybe_ask_snapshot(struct wal_uploader *u, struct up_obj *o)
 
 struct snap_put {
     struct up_obj *o;
+    uv_work_t work;
+    char *path;
+    int rv;
     uint8_t *data;
     size_t len;
     uint64_t lsn;
@@ -449,31 +455,56 @@ static void on_snapshot(void *arg, struct wal_store_result *res)
     }
     request_end(o, res, p->key);
     free(p->data);
+    free(p->path);
     free(p);
 }
 
-/* Compresses the snapshot file (zstd, with a checksum) and uploads it. A
- * file that can not be read is dropped: the next snapshot replaces it. */
+static void snap_compress_work(uv_work_t *req)
+{
+    struct snap_put *p = req->data;
+    p->rv = wal_snapshot_compress(p->path, &p->data, &p->len);
+}
+
+/* Back on the loop: upload what the thread pool compressed. A file that can
+ * not be read is dropped: the next snapshot replaces it. */
+static void snap_compress_done(uv_work_t *req, int status)
+{
+    struct snap_put *p = req->data;
+    struct up_obj *o = p->o;
+    struct wal_uploader *u = o->u;
+    if (status == 0 && p->rv == 0 && p->lsn > o->snap_lsn && !u->stopping) {
+        wal_store_put(u->store, p->key, p->data, p->len, on_snapshot, p);
+        return;
+    }
+    if (p->rv != 0)
+        wal_logf(1, "msg=\"can not read a snapshot file: dropped\" file=%s err=\"%s\"", p->path, strerror(-p->rv));
+    if (p->rv != 0 || p->lsn <= o->snap_lsn) {
+        if (o->snap_path != NULL && o->snap_path_lsn == p->lsn) {
+            unlink(o->snap_path);
+            free(o->snap_path);
+            o->snap_path = NULL;
+        }
+        o->snap_asked_ms = 0;
+    }
+    struct wal_store_result none = {0};
+    request_end(o, &none, p->key);
+    free(p->data);
+    free(p->path);
+    free(p);
+}
+
+/* Compresses the snapshot file (zstd, with a checksum) on the thread pool,
+ * so a large database does not hold up the other objects' uploads, then
+ * uploads it. */
 static bool start_snapshot(struct wal_uploader *u, struct up_obj *o)
 {
     struct snap_put *p = sdk_xcalloc(1, sizeof(*p));
     p->o = o;
     p->lsn = o->snap_path_lsn;
+    p->path = sdk_xstrdup(o->snap_path);
+    p->work.data = p;
     wal_snapshot_key(p->key, sizeof(p->key), o->prefix, p->lsn);
-    int rv = wal_snapshot_compress(o->snap_path, &p->data, &p->len);
-    if (rv != 0 || p->lsn <= o->snap_lsn) {
-        if (rv != 0)
-            wal_logf(1, "msg=\"can not read a snapshot file: dropped\" file=%s err=\"%s\"", o->snap_path,
-                     strerror(-rv));
-        unlink(o->snap_path);
-        free(o->snap_path);
-        o->snap_path = NULL;
-        o->snap_asked_ms = 0;
-        free(p->data);
-        free(p);
-        return false;
-    }
-    wal_store_put(u->store, p->key, p->data, p->len, on_snapshot, p);
+    uv_queue_work(&u->loop, &p->work, snap_compress_work, snap_compress_done);
     return true;
 }
 
@@ -511,7 +542,9 @@ static void start_meta(struct wal_uploader *u, struct up_obj *o)
     char hex[33], when[64];
     for (int i = 0; i < 16; i++)
         snprintf(hex + 2 * i, 3, "%02x", o->id[i]);
-    time_t t = time(NULL);
+    /* From lsn 1's commit time when known, so that writing meta.json again
+     * (a crash before the marker of lsn 1 was durable) writes the same bytes. */
+    time_t t = o->created_us != 0 ? (time_t)(o->created_us / 1000000) : time(NULL);
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
@@ -528,6 +561,11 @@ static void start_meta(struct wal_uploader *u, struct up_obj *o)
 /* Starts the object's next request; false if it has nothing to do now. */
 static bool start_next(struct wal_uploader *u, struct up_obj *o)
 {
+    if (o->state == OBJ_NEW && o->q_head != NULL && o->q_head->first == 1) {
+        /* A new object: its first activation found no history in the store,
+         * so there is nothing to list; only meta.json to write. */
+        o->state = OBJ_READY;
+    }
     if (o->state == OBJ_NEW) {
         o->state = OBJ_PROBING;
         wal_store_list(u->store, o->prefix, on_probe, o);
