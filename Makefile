@@ -134,6 +134,7 @@ test-system: all
 
 bench: deps all
 	tests/bench/run.sh
+	DOBJ_BUILD=$(BUILD) $(PY) tests/bench/store.py
 
 # ---- install ------------------------------------------------------------
 
