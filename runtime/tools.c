@@ -117,6 +117,29 @@ static int split_args(int argc, char **argv, const char *const *own, const char 
     return 0;
 }
 
+/* The keys of the next object in a sorted listing, from *i: they are
+ * [*i, *end), with its "CLASS/HEX/" prefix; keys outside any object are
+ * skipped. False when the listing is done. */
+static bool next_object(const struct wal_store_result *list, size_t *i, size_t *end, char *prefix, size_t cap)
+{
+    while (*i < list->nentries) {
+        const char *k = list->entries[*i].key;
+        const char *s1 = strchr(k, '/');
+        const char *s2 = s1 != NULL ? strchr(s1 + 1, '/') : NULL;
+        if (s2 == NULL) {
+            ++*i;
+            continue;
+        }
+        snprintf(prefix, cap, "%.*s", (int)(s2 + 1 - k), k);
+        size_t j = *i, plen = strlen(prefix);
+        while (j < list->nentries && strncmp(list->entries[j].key, prefix, plen) == 0)
+            j++;
+        *end = j;
+        return true;
+    }
+    return false;
+}
+
 struct tool_store {
     struct rt_config c;
     uv_loop_t loop;
@@ -342,19 +365,8 @@ int rt_cmd_ls(int argc, char **argv)
         printf("%-16s %-32s %12s %10s %8s %8s  %s\n", "CLASS", "NAME", "BYTES", "LAST_LSN", "SEGS", "SNAPS",
                "LAST_UPLOAD");
         /* Keys are sorted: an object's keys are together. */
-        for (size_t i = 0; i < list.nentries;) {
-            const char *k = list.entries[i].key;
-            const char *s1 = strchr(k, '/');
-            const char *s2 = s1 != NULL ? strchr(s1 + 1, '/') : NULL;
-            if (s2 == NULL) {
-                i++;
-                continue;
-            }
-            char prefix[256];
-            snprintf(prefix, sizeof(prefix), "%.*s", (int)(s2 + 1 - k), k);
-            size_t j = i;
-            while (j < list.nentries && strncmp(list.entries[j].key, prefix, strlen(prefix)) == 0)
-                j++;
+        char prefix[256];
+        for (size_t i = 0, j; next_object(&list, &i, &j, prefix, sizeof(prefix)); i = j) {
             struct wal_object_info info;
             wal_object_info(list.entries + i, j - i, prefix, &info);
             char name[600] = "?";
@@ -374,7 +386,6 @@ int rt_cmd_ls(int argc, char **argv)
                 fmt_time(info.last_upload_us, when, sizeof(when));
             printf("%-16s %-32s %12" PRIu64 " %10" PRIu64 " %8u %8u  %s\n", info.cls, name, info.bytes,
                    info.last_lsn, info.segments, info.snapshots, when);
-            i = j;
         }
     }
     wal_store_result_free(&list);
@@ -464,19 +475,8 @@ int rt_cmd_gc(int argc, char **argv)
         rv = 1;
     } else {
         bool *del = sdk_xcalloc(list.nentries + 1, sizeof(bool));
-        for (size_t i = 0; i < list.nentries;) {
-            const char *k = list.entries[i].key;
-            const char *s1 = strchr(k, '/');
-            const char *s2 = s1 != NULL ? strchr(s1 + 1, '/') : NULL;
-            if (s2 == NULL) {
-                i++;
-                continue;
-            }
-            char prefix[256];
-            snprintf(prefix, sizeof(prefix), "%.*s", (int)(s2 + 1 - k), k);
-            size_t j = i;
-            while (j < list.nentries && strncmp(list.entries[j].key, prefix, strlen(prefix)) == 0)
-                j++;
+        char prefix[256];
+        for (size_t i = 0, j; next_object(&list, &i, &j, prefix, sizeof(prefix)); i = j) {
             gc_plan(list.entries + i, j - i, prefix, cutoff, del + i);
             /* An object whose last write deleted all its data, longer ago
              * than the window: no restore point inside it needs anything. */
@@ -491,7 +491,6 @@ int rt_cmd_gc(int argc, char **argv)
             }
             for (size_t e = i; dead && e < j; e++)
                 del[e] = true;
-            i = j;
         }
         for (size_t i = 0; i < list.nentries; i++) {
             if (!del[i])

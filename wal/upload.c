@@ -780,21 +780,22 @@ int wal_uploader_start(struct wal_uploader **out, const struct wal_upload_config
     return 0;
 }
 
-void wal_uploader_submit(struct wal_uploader *u, const char *cls, const char *name, size_t name_len, uint8_t *rec,
-                         size_t len, uint32_t tag)
+/* An inbox entry about object cls/name (the names copied in one block). */
+static struct up_in *in_new(const char *cls, const char *name, size_t name_len)
 {
     size_t cl = strlen(cls);
     struct up_in *in = sdk_xcalloc(1, sizeof(*in));
-    in->next = NULL;
-    in->data = rec;
-    in->len = len;
-    in->tag = tag;
     in->cls = sdk_xmalloc(cl + 1 + name_len + 1);
     memcpy(in->cls, cls, cl + 1);
     in->name = in->cls + cl + 1;
     memcpy(in->name, name, name_len);
     in->name[name_len] = '\0';
     in->name_len = name_len;
+    return in;
+}
+
+static void in_push(struct wal_uploader *u, struct up_in *in)
+{
     pthread_mutex_lock(&u->mu);
     bool was_empty = u->in_head == NULL;
     *u->in_tail = in;
@@ -804,28 +805,25 @@ void wal_uploader_submit(struct wal_uploader *u, const char *cls, const char *na
         uv_async_send(&u->wake);
 }
 
+void wal_uploader_submit(struct wal_uploader *u, const char *cls, const char *name, size_t name_len, uint8_t *rec,
+                         size_t len, uint32_t tag)
+{
+    struct up_in *in = in_new(cls, name, name_len);
+    in->data = rec;
+    in->len = len;
+    in->tag = tag;
+    in_push(u, in);
+}
+
 static void enqueue_about(struct wal_uploader *u, const uint8_t id[WAL_OBJECT_ID_BYTES], const char *cls,
                           const char *name, size_t name_len, uint64_t lsn, char *path, bool idle)
 {
-    size_t cl = strlen(cls);
-    struct up_in *in = sdk_xcalloc(1, sizeof(*in));
+    struct up_in *in = in_new(cls, name, name_len);
     memcpy(in->id, id, sizeof(in->id));
     in->snap_path = path;
     in->snap_lsn = lsn;
     in->idle = idle;
-    in->cls = sdk_xmalloc(cl + 1 + name_len + 1);
-    memcpy(in->cls, cls, cl + 1);
-    in->name = in->cls + cl + 1;
-    memcpy(in->name, name, name_len);
-    in->name[name_len] = '\0';
-    in->name_len = name_len;
-    pthread_mutex_lock(&u->mu);
-    bool was_empty = u->in_head == NULL;
-    *u->in_tail = in;
-    u->in_tail = &in->next;
-    pthread_mutex_unlock(&u->mu);
-    if (was_empty)
-        uv_async_send(&u->wake);
+    in_push(u, in);
 }
 
 void wal_uploader_snapshot(struct wal_uploader *u, const uint8_t id[WAL_OBJECT_ID_BYTES], const char *cls,

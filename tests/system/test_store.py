@@ -1490,3 +1490,76 @@ def test_new_object_while_store_does_not_answer_gets_a_prompt_answer(server_fact
             f"{srv.log_tail()}")
         if status == 503:
             assert "object storage" in text, text
+
+
+# -- 9. gc and tombstones -----------------------------------------------------------
+
+def test_gc_keeps_every_restore_point_inside_the_window(server_factory, tmp_path):
+    """`dobj gc` is a dry run unless --apply: it lists keys and deletes none.
+    With a window that covers everything (30d) it plans nothing. With a window
+    of 0 s (every key is older), it deletes the segments up to the newest
+    snapshot and the older snapshots, and nothing else: a restore to the
+    newest lsn still works and equals the live state, a restore to lsn 1
+    names the missing records. An object whose newest record is a tombstone
+    (dobj_delete_all) goes whole, meta.json included, once the tombstone is
+    older than the window; one written to after its delete_all stays."""
+    store = FileStore(tmp_path / "store")
+    srv = store_server(server_factory, "gc", store, interval_ms=200, extra=["--snapshot-min-bytes", "0"])
+    # Each record carries whole pages: its segments soon outweigh the
+    # database, and snapshots follow.
+    for i in range(120):
+        assert srv.put(f"/probe/gc-keep/kv/k{i}", data=(f"v{i}-" * 40).encode()).status_code == 200
+        if i % 20 == 19:
+            wait_quiet(srv)
+    for name in ("gc-dead", "gc-alive"):
+        assert srv.put(f"/probe/{name}/kv/a", data=b"1").status_code == 200
+        assert srv.post(f"/probe/{name}/delete_all").status_code == 200
+    assert srv.put("/probe/gc-alive/kv/b", data=b"2").status_code == 200
+    wait_quiet(srv)
+    live = srv.get("/probe/gc-keep/kv/k119").json()
+    srv.stop()
+    before = store.list()
+    keep_prefix = object_prefix("probe", "gc-keep")
+    snaps = sorted(k for k in before if k.startswith(keep_prefix + "snapshots/"))
+    assert snaps, f"no snapshot of probe/gc-keep with --snapshot-min-bytes 0: {sorted(before)}"
+    newest_snap = int(snaps[-1].rsplit("/", 1)[1][:20])
+    last = store_last_lsn(store, "probe", "gc-keep")
+
+    rc, out, err = dobj_cli(["gc", *store.args, "--older-than", "30d"])
+    assert rc == 0 and "would delete 0 keys" in out, f"30d window: rc {rc}\n{out}\n{err}"
+    rc, out, err = dobj_cli(["gc", *store.args, "--older-than", "0s"])
+    assert rc == 0 and "dry run" in out, f"dry run: rc {rc}\n{out}\n{err}"
+    planned = {line.split()[2] for line in out.splitlines() if line.startswith("would delete ")}
+    assert planned and store.list() == before, "the dry run deleted something"
+
+    dead_prefix = object_prefix("probe", "gc-dead")
+    alive_prefix = object_prefix("probe", "gc-alive")
+    assert {k for k in before if k.startswith(dead_prefix)} <= planned, "the tombstoned object is not planned whole"
+    assert not any(k.startswith(alive_prefix + "meta.json") for k in planned), \
+        "an object written to after its delete_all would lose its meta.json"
+    for k in planned:
+        if k.startswith(keep_prefix):
+            base = k.rsplit("/", 1)[1]
+            if "/segments/" in k:
+                assert int(base[21:41]) <= newest_snap, f"gc plans {k}, after the newest snapshot {newest_snap}"
+            else:
+                assert "/snapshots/" in k and int(base[:20]) < newest_snap, f"gc plans {k}"
+
+    rc, out, err = dobj_cli(["gc", *store.args, "--older-than", "0s", "--apply"])
+    assert rc == 0, f"gc --apply: rc {rc}\n{out}\n{err}"
+    after = store.list()
+    assert set(after) == set(before) - planned, "gc --apply deleted other keys than it planned"
+    assert not any(k.startswith(dead_prefix) for k in after)
+    assert keep_prefix + "meta.json" in after and snaps[-1] in after
+
+    out_db = tmp_path / "after-gc.db"
+    lsn, _ = restore_ok(store, "probe/gc-keep", out_db, lsn=last)
+    assert lsn == last
+    assert sqlite_json(out_db, "SELECT v FROM kv WHERE k = 'k119'") == [{"v": live["v"]}]
+    rc, _, err = restore(store, "probe/gc-keep", tmp_path / "too-old.db", lsn=1)
+    assert rc == 1 and "missing" in err, f"restore to lsn 1 after gc: rc {rc}: {err}"
+    rc, _, err = restore(store, "probe/gc-dead", tmp_path / "dead.db", lsn=1)
+    assert rc == 1 and "no object" in err, f"the tombstoned object after gc: rc {rc}: {err}"
+
+    rc, out, err = dobj_cli(["gc", *store.args, "--older-than", "3x"])
+    assert rc == 2 and "--older-than" in err, f"bad duration: rc {rc}: {err}"
