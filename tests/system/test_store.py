@@ -1563,3 +1563,53 @@ def test_gc_keeps_every_restore_point_inside_the_window(server_factory, tmp_path
 
     rc, out, err = dobj_cli(["gc", *store.args, "--older-than", "3x"])
     assert rc == 2 and "--older-than" in err, f"bad duration: rc {rc}: {err}"
+
+
+# -- 10. in-place restore --------------------------------------------------------------
+
+def test_in_place_restore_is_a_new_write_and_can_be_undone(server_factory, tmp_path):
+    """POST /_admin/restore (and `dobj restore --in-place`) turns an earlier
+    state into the object's next write: the counter at 10 restored to lsn 3
+    reads 3 and its lsn moves on (3 -> 11, not back); an increment gives 4;
+    restoring to the lsn before the first restore undoes it (10). The state
+    survives kill -9 (it went through the journal) and the store has it as
+    an ordinary record. Bad requests name what is wrong and change nothing."""
+    store = FileStore(tmp_path / "store")
+    srv = store_server(server_factory, "inplace", store, interval_ms=200)
+    for _ in range(10):
+        assert srv.post("/counter/ip").status_code == 200
+    wait_quiet(srv)
+    r = srv.post("/_admin/restore?object=counter/ip&lsn=3")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["object"] == "counter/ip" and body["restored_lsn"] == 3 and body["previous_lsn"] == 10, body
+    assert body["lsn"] == 11, f"the restore is not the next write: {body}"
+    assert srv.get("/counter/ip").json()["value"] == 3
+    assert srv.post("/counter/ip").json()["value"] == 4
+    wait_quiet(srv)
+    rc, out, err = dobj_cli(["restore", "--in-place", "--server", srv.url(""), "--object", "counter/ip",
+                             "--lsn", "10"])
+    assert rc == 0 and '"restored_lsn":10' in out, f"dobj restore --in-place: rc {rc}\n{out}\n{err}"
+    assert srv.get("/counter/ip").json()["value"] == 10
+
+    for query, status, word in (("object=counter/ip&lsn=999", 400, "past the newest"),
+                                ("object=nope/ip&lsn=1", 404, "unknown class"),
+                                ("object=counter/ip", 400, "exactly one"),
+                                ("object=counter/ip&lsn=1&at=2026-01-01T00:00:00Z", 400, "exactly one"),
+                                ("lsn=1", 400, "object"),
+                                ("object=counter/ip&at=yesterday", 400, "RFC 3339"),
+                                ("object=counter/never&lsn=1", 404, "no object")):
+        r = srv.post(f"/_admin/restore?{query}")
+        assert r.status_code == status and word in r.json()["error"], f"{query}: {r.status_code} {r.text}"
+    r = srv.get("/_admin/restore?object=counter/ip&lsn=1")
+    assert r.status_code == 405, r.text
+    assert srv.get("/counter/ip").json()["value"] == 10, "a refused restore changed the object"
+
+    srv.kill9()
+    srv.start()
+    assert srv.get("/counter/ip").json()["value"] == 10, "the in-place restore did not survive kill -9"
+    wait_quiet(srv)
+    last = store_last_lsn(store, "counter", "ip")
+    out_db = tmp_path / "ip.db"
+    lsn, _ = restore_ok(store, "counter/ip", out_db, lsn=last)
+    assert sqlite_json(out_db, "SELECT value FROM counter")[0]["value"] == 10
