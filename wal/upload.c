@@ -561,6 +561,10 @@ static void start_meta(struct wal_uploader *u, struct up_obj *o)
 /* Starts the object's next request; false if it has nothing to do now. */
 static bool start_next(struct wal_uploader *u, struct up_obj *o)
 {
+    /* Stopping: past the deadline nothing new starts (the journal keeps the
+     * records); snapshots, which take long and can be made again, not at all. */
+    if (u->stopping && uv_now(&u->loop) >= u->stop_deadline_ms)
+        return false;
     if (o->state == OBJ_NEW && o->q_head != NULL && o->q_head->first == 1) {
         /* A new object: its first activation found no history in the store,
          * so there is nothing to list; only meta.json to write. */
@@ -587,7 +591,7 @@ static bool start_next(struct wal_uploader *u, struct up_obj *o)
         free(s);
     }
     if (o->q_head == NULL)
-        return snap_ready(o) && start_snapshot(u, o);
+        return !u->stopping && snap_ready(o) && start_snapshot(u, o);
     struct up_seg *s = o->q_head;
     char key[256];
     wal_seg_key(key, sizeof(key), o->prefix, s->first, s->last, s->epoch);
