@@ -385,6 +385,16 @@ static int split_path(h2o_iovec_t path, h2o_iovec_t *cls, h2o_iovec_t *name, h2o
     return 0;
 }
 
+/* Takes an event slot on shard `target`, or answers 503 (back-pressure). */
+static bool reserve_or_503(h2o_req_t *req, unsigned target)
+{
+    if (rt_shard_event_reserve(target))
+        return true;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+    respond_json_error(req, 503, "the server is overloaded: too many events queued; retry later");
+    return false;
+}
+
 /* The value of `key` in a query string, percent-decoded into out (cap
  * bytes); -1 if absent or too long. */
 static long query_param(h2o_iovec_t q, const char *key, char *out, size_t cap)
@@ -472,11 +482,8 @@ static int on_admin_restore(h2o_req_t *req, h2o_iovec_t query)
     size_t name_len = (size_t)(object + olen - name);
     uint64_t hash = rt_object_hash(cls->cls->name, name, name_len);
     unsigned target = rt_shard_of(hash);
-    if (!rt_shard_event_reserve(target)) {
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
-        respond_json_error(req, 503, "the server is overloaded: too many events queued; retry later");
+    if (!reserve_or_503(req, target))
         return 0;
-    }
     struct rt_wait *w = wait_new(req);
     struct event_spec sp = {.kind = SDK_EV_FETCH, .cls = cls, .hash = hash, .name = name, .name_len = name_len,
                             .req = req, .path = h2o_iovec_init("", 0), .query = query};
@@ -551,11 +558,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     uint64_t hash = rt_object_hash(cls->cls->name, name, (size_t)name_len);
     unsigned target = rt_shard_of(hash);
-    if (!rt_shard_event_reserve(target)) {
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
-        respond_json_error(req, 503, "the server is overloaded: too many events queued; retry later");
+    if (!reserve_or_503(req, target))
         return 0;
-    }
     struct rt_wait *w = wait_new(req);
     struct event_spec sp = {.kind = SDK_EV_FETCH, .cls = cls, .hash = hash, .name = name,
                             .name_len = (size_t)name_len, .req = req, .path = rest, .query = query};

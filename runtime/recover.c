@@ -224,15 +224,9 @@ static int on_record(void *arg, uint32_t segment, const uint8_t *buf, size_t len
     } else if (head.flags & WAL_REC_UPLOADED) {
         return 0;
     }
-    uint32_t max = (uint32_t)(len / (4 + WAL_PAGE_SIZE_MIN)) + 1;
-    if (r->pages_cap < max) {
-        free(r->pages);
-        r->pages_cap = max;
-        r->pages = sdk_xmalloc(max * sizeof(*r->pages));
-    }
     struct wal_record rec;
     size_t used;
-    if (wal_record_decode(buf, len, &rec, r->pages, r->pages_cap, &used) != 0) {
+    if (wal_record_decode_grow(buf, len, &rec, &r->pages, &r->pages_cap, &used) != 0) {
         RT_ERROR("msg=\"journal batch holds an invalid record\" bytes=%zu", len);
         return -EPROTO;
     }

@@ -22,11 +22,13 @@
  * network.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <xxhash.h>
 
+#include "sdk_util.h"
 #include "wal.h"
 
 #define RECORD_MAGIC 0x31435244u
@@ -60,6 +62,19 @@ void wal_record_encode(const struct wal_record *r, uint8_t *out)
         p += 4 + r->page_size;
     }
     wal_put_u64(p, XXH3_64bits(out, len - WAL_RECORD_TRAILER_BYTES));
+}
+
+int wal_record_decode_grow(const uint8_t *buf, size_t len, struct wal_record *r, struct wal_page **pages,
+                           uint32_t *cap, size_t *used)
+{
+    /* A page takes at least 4 + WAL_PAGE_SIZE_MIN bytes of the record. */
+    uint32_t max = (uint32_t)(len / (4 + WAL_PAGE_SIZE_MIN)) + 1;
+    if (*cap < max) {
+        free(*pages);
+        *cap = max;
+        *pages = sdk_xmalloc(max * sizeof(**pages));
+    }
+    return wal_record_decode(buf, len, r, *pages, *cap, used);
 }
 
 void wal_record_peek(const uint8_t *buf, uint8_t id[WAL_OBJECT_ID_BYTES], uint64_t *lsn, uint32_t *len)

@@ -48,8 +48,6 @@ struct restore {
     uint8_t *cached;
     size_t cached_len;
     ZSTD_DCtx *dc;
-    uint8_t *rbuf;
-    size_t rcap;
     struct wal_page *pages;
     uint32_t pages_cap;
     off_t db_size; /* the size the last applied record gives the file (-1: none applied) */
@@ -354,15 +352,10 @@ static int seg_apply(struct restore *r, const struct seg_ref *ref, int fd, uint6
         size_t n = ZSTD_decompressDCtx(r->dc, r->arena + off, rlen, seg.data + wal_get_u64(e + 8), clen);
         if (ZSTD_isError(n) || n != rlen)
             return fail(r, -EPROTO, "segment %s: record %" PRIu64 " does not decompress", ref->key, lsn);
-        uint32_t max = (uint32_t)(rlen / (4 + WAL_PAGE_SIZE_MIN)) + 1;
-        if (r->pages_cap < max) {
-            free(r->pages);
-            r->pages_cap = max;
-            r->pages = sdk_xmalloc(max * sizeof(*r->pages));
-        }
         struct wal_record rec;
         size_t used;
-        if (wal_record_decode(r->arena + off, rlen, &rec, r->pages, r->pages_cap, &used) != 0 || rec.lsn != lsn ||
+        if (wal_record_decode_grow(r->arena + off, rlen, &rec, &r->pages, &r->pages_cap, &used) != 0 ||
+            rec.lsn != lsn ||
             (page_size != 0 && rec.page_size != page_size))
             return fail(r, -EPROTO, "segment %s: record %" PRIu64 " is damaged", ref->key, lsn);
         page_size = rec.page_size;
@@ -568,7 +561,6 @@ out:
     }
     ZSTD_freeDCtx(r.dc);
     free(r.cached);
-    free(r.rbuf);
     free(r.pages);
     free(r.arena);
     free(r.newest);

@@ -65,6 +65,10 @@ void wal_record_encode(const struct wal_record *r, uint8_t *out);
  */
 int wal_record_decode(const uint8_t *buf, size_t len, struct wal_record *r, struct wal_page *pages, uint32_t max_pages,
                       size_t *used);
+/* wal_record_decode() with a page array that grows to fit (*pages, *cap
+ * owned by the caller, freed with free()). */
+int wal_record_decode_grow(const uint8_t *buf, size_t len, struct wal_record *r, struct wal_page **pages,
+                           uint32_t *cap, size_t *used);
 /* The object id of a record without decoding the rest; buf holds at least
  * WAL_RECORD_HEADER_BYTES. */
 void wal_record_peek(const uint8_t *buf, uint8_t id[WAL_OBJECT_ID_BYTES], uint64_t *lsn, uint32_t *len);
