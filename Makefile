@@ -4,6 +4,7 @@
 #   make run        install what is missing, build, serve the examples on :8080
 #   make test       install what is missing, build, run unit and system tests
 #   make bench      benchmarks (figures go to BENCHMARKS.md)
+#   make sim        the replication protocol under the simulator: SEEDS=N, or SEED=S to replay one
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make asan       an ASan+UBSan build in build-asan/
 #
@@ -45,7 +46,7 @@ CLASS_CFLAGS := $(CSTD) $(OPT) $(WARN) -Isdk/include -fPIC -shared -fvisibility=
 UNIT_SRC := $(wildcard tests/unit/*/*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
-.PHONY: all deps run test test-unit test-system bench install uninstall clean asan
+.PHONY: all deps run test test-unit test-system test-sim sim bench install uninstall clean asan
 
 all: $(BUILD)/dobj $(EXAMPLES) $(TEST_CLASSES)
 
@@ -71,6 +72,32 @@ $(BUILD)/unit/%: tests/unit/%.c $(LIB_OBJ)
 
 asan:
 	$(MAKE) SANITIZE=1 all
+
+# The simulator (tests/sim/) links the protocol core; sim-planted-N builds it
+# with bug N planted in the core (replicate/quorum.c), which the checker must
+# catch.
+SIM_LIB_OBJ := $(filter-out $(BUILD)/obj/replicate/quorum.o,$(LIB_OBJ))
+PLANTED := 1 2
+
+$(BUILD)/sim/sim: tests/sim/sim.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $< $(LIB_OBJ) -o $@ $(SANFLAGS) $(LIBS)
+
+$(BUILD)/sim/sim-planted-%: tests/sim/sim.c replicate/quorum.c $(SIM_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DREPL_SIM_PLANTED_BUG=$* tests/sim/sim.c replicate/quorum.c $(SIM_LIB_OBJ) -o $@ \
+	    $(SANFLAGS) $(LIBS)
+
+SEEDS ?= 2000
+sim: $(BUILD)/sim/sim
+	$< $(if $(SEED),--seed $(SEED) -v,--seeds $(SEEDS) $(if $(FROM),--from $(FROM)))
+
+test-sim: $(BUILD)/sim/sim $(addprefix $(BUILD)/sim/sim-planted-,$(PLANTED))
+	$(SAN_ENV) $(BUILD)/sim/sim --seeds $(SEEDS)
+	@for b in $(PLANTED); do \
+	    if $(SAN_ENV) $(BUILD)/sim/sim-planted-$$b --seeds $(SEEDS) >$(BUILD)/sim/planted-$$b.log 2>&1; then \
+	        echo "test-sim: planted bug $$b was not caught"; exit 1; fi; \
+	    echo "test-sim: planted bug $$b caught: $$(head -1 $(BUILD)/sim/planted-$$b.log)"; done
 
 # ---- set-up -------------------------------------------------------------
 
@@ -120,6 +147,8 @@ test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory SANITIZE=1 all
 	@$(MAKE) --no-print-directory SANITIZE=1 test-unit
+	@$(MAKE) --no-print-directory SANITIZE=1 test-sim SEEDS=200
+	@$(MAKE) --no-print-directory test-sim SEEDS=2000
 	@$(MAKE) --no-print-directory SANITIZE=1 test-system
 	@$(MAKE) --no-print-directory test-system
 

@@ -104,4 +104,291 @@ int repl_journal_recover(const char *dir, bool repair, repl_record_cb on_record,
 /* Deletes every segment file of `dir` numbered below `below`. */
 int repl_journal_drop_before(const char *dir, uint32_t below);
 
+/*
+ * ---- The quorum protocol core (quorum.c) -------------------------------
+ *
+ * One object's replication, as two pure state machines: the leader (the
+ * object's owner, which makes records) and the replica (each of the object's
+ * replica hosts, which keeps them in its journal). Messages, journal
+ * completions and timer ticks go in; messages, journal writes and gate
+ * releases come out through the callbacks of the io tables below, called
+ * synchronously from inside the call that caused them (a callback must not
+ * call back into the same state machine). No I/O, no clock reads: `now_ms` is
+ * the caller's. Everything the core allocates is counted in its `bytes`.
+ *
+ * The protocol is Raft's log replication with the leader chosen from outside
+ * (the router) and the election replaced by promises, VR-style:
+ *
+ *   epoch     (counter, host), totally ordered; a host never uses one twice.
+ *   record    (lsn, origin epoch, bytes). The origin is the epoch of the
+ *             leader that made it and never changes, so (lsn, origin) names
+ *             the bytes: one leader makes one record per lsn.
+ *   replica   keeps its promised epoch and its log base+1..last (base: what
+ *             is known to be in object storage). It accepts an append only at
+ *             or above its promise, and only after its previous record
+ *             (prev lsn, prev origin) matches; a conflicting suffix is cut.
+ *             It acknowledges `match` (its log, fsync'd, equals the leader's
+ *             up to match) only after the journal write is synced.
+ *   leader    recovers first: a new epoch, promises from a quorum, the log of
+ *             the promiser with the highest (last origin, last lsn) fetched,
+ *             then one barrier record of its own epoch appended after it.
+ *             A record is durable when `quorum` replicas match it and it is at
+ *             or after the barrier (only records of the leader's own epoch are
+ *             counted, Raft's rule; the barrier makes the recovered tail
+ *             durable without waiting for a client write). Any answer naming
+ *             a higher epoch, or a record not durable within
+ *             commit_timeout_ms, deposes the leader: its held outputs fail.
+ *
+ * Why not "per lsn the record of the highest epoch" (DESIGN.md): records are
+ * page images that depend on their predecessors, and a per-lsn choice can
+ * splice a record of one history after a record of another. Choosing one
+ * whole log, as VR and Raft do, cannot.
+ */
+
+struct repl_epoch {
+    uint64_t n;
+    uint32_t host;
+};
+
+static inline int repl_epoch_cmp(struct repl_epoch a, struct repl_epoch b)
+{
+    if (a.n != b.n)
+        return a.n < b.n ? -1 : 1;
+    if (a.host != b.host)
+        return a.host < b.host ? -1 : 1;
+    return 0;
+}
+
+/* One record as the protocol sees it: immutable, reference-counted (on one
+ * thread: the core's), the bytes opaque. */
+struct repl_rec {
+    uint32_t refs;
+    uint32_t len;
+    uint64_t lsn;
+    struct repl_epoch origin;
+    uint8_t data[];
+};
+
+/* A new record with one reference, `len` bytes copied from `data` (NULL:
+ * left for the caller to fill before anyone else sees it). */
+struct repl_rec *repl_rec_create(uint64_t lsn, struct repl_epoch origin, const void *data, uint32_t len);
+struct repl_rec *repl_rec_ref(struct repl_rec *r);
+void repl_rec_unref(struct repl_rec *r);
+
+enum repl_msg_type {
+    REPL_MSG_PREPARE = 1, /* leader → replica: promise me `epoch` */
+    REPL_MSG_PROMISE,     /* replica → leader: ok, or refused naming its promise */
+    REPL_MSG_FETCH,       /* leader → its chosen promiser: records from `lsn` */
+    REPL_MSG_RECORDS,     /* promiser → leader: records after `lsn` */
+    REPL_MSG_APPEND,      /* leader → replica: records after (lsn, origin) */
+    REPL_MSG_ACK,         /* replica → leader: match, or refused with a hint */
+    REPL_MSG_TYPE_MAX = REPL_MSG_ACK,
+};
+
+/* One message. In requests `epoch` is the leader's; in answers, the
+ * replica's promise. The meaning of the lsn fields per type:
+ *   PROMISE  lsn/origin: the replica's last record; base_lsn/base_origin
+ *   FETCH    lsn: the first record wanted
+ *   RECORDS  lsn/origin: the record before recs[0]; !ok: base_lsn, what the
+ *            replica has dropped (in storage)
+ *   APPEND   lsn/origin: the record before recs[0]; commit_lsn: durable at
+ *            the leader; base_lsn/base_origin: in object storage
+ *   ACK      ok: lsn = match; !ok: lsn = a hint, the replica's last record
+ *            that may match
+ * recs are borrowed for the duration of the call they are passed in. */
+struct repl_msg {
+    uint8_t type;
+    bool ok;
+    uint32_t from, to;
+    uint8_t object[16];
+    struct repl_epoch epoch;
+    uint64_t lsn;
+    struct repl_epoch origin;
+    uint64_t base_lsn;
+    struct repl_epoch base_origin;
+    uint64_t commit_lsn;
+    uint32_t nrecs;
+    struct repl_rec **recs;
+};
+
+/* ---- replica ---- */
+
+/* A journal write the replica needs before it may answer. Kinds:
+ *   PROMISE  epoch is the new promise
+ *   APPEND   cut the log at recs[0]->lsn (drop it and after), then append recs
+ *   BASE     records up to lsn (origin `origin`) are in object storage: drop
+ *            them; with `reset` drop the whole log (it conflicted with them)
+ * Ops are numbered from 1 in the order issued; the journal syncs them in that
+ * order and reports each with repl_replica_synced(). After a restart, the
+ * synced ops are replayed with repl_replica_replay(). */
+enum repl_op_type { REPL_OP_PROMISE = 1, REPL_OP_APPEND, REPL_OP_BASE };
+struct repl_op {
+    uint8_t type;
+    bool reset;
+    uint64_t seq;
+    struct repl_epoch epoch;
+    uint64_t lsn;
+    struct repl_epoch origin;
+    uint32_t nrecs;
+    struct repl_rec **recs; /* borrowed: take references to keep them */
+};
+
+struct repl_replica_io {
+    void (*send)(void *arg, const struct repl_msg *m);
+    void (*journal)(void *arg, const struct repl_op *op);
+    /* Records base+1..to are durable but not known to be in storage after
+     * upload_timeout_ms: upload them, then call repl_replica_uploaded(). */
+    void (*upload)(void *arg, uint64_t from, uint64_t to);
+};
+
+struct repl_replica_config {
+    uint32_t host;
+    uint8_t object[16];
+    uint32_t batch_recs_max;   /* records per RECORDS answer */
+    uint64_t batch_bytes_max;  /* bytes per RECORDS answer */
+    uint64_t upload_timeout_ms;
+    const struct repl_replica_io *io;
+    void *arg;
+};
+
+struct repl_replica;
+
+struct repl_replica_info {
+    struct repl_epoch promised;
+    uint64_t base, last, match, commit;
+    uint64_t bytes; /* records held and the core's own arrays */
+};
+
+struct repl_replica *repl_replica_create(const struct repl_replica_config *cfg);
+void repl_replica_destroy(struct repl_replica *r);
+/* Applies a synced op read back from the journal, before any message. */
+void repl_replica_replay(struct repl_replica *r, const struct repl_op *op);
+void repl_replica_receive(struct repl_replica *r, const struct repl_msg *m, uint64_t now_ms);
+/* The journal synced every op up to and including `seq`. */
+void repl_replica_synced(struct repl_replica *r, uint64_t seq, uint64_t now_ms);
+void repl_replica_uploaded(struct repl_replica *r, uint64_t lsn, uint64_t now_ms);
+void repl_replica_tick(struct repl_replica *r, uint64_t now_ms);
+void repl_replica_get_info(const struct repl_replica *r, struct repl_replica_info *out);
+/* The record at `lsn`, borrowed, or NULL. */
+struct repl_rec *repl_replica_record(const struct repl_replica *r, uint64_t lsn);
+
+/* ---- leader ---- */
+
+enum repl_leader_state {
+    REPL_LEADER_PREPARING = 1, /* asking for promises */
+    REPL_LEADER_FETCHING,      /* copying the chosen promiser's log */
+    REPL_LEADER_ACTIVE,        /* appending (serves once the barrier is durable) */
+    REPL_LEADER_DEPOSED,       /* final: outputs failed, only destroy remains */
+};
+
+enum repl_depose_reason {
+    REPL_DEPOSED_EPOCH = 1, /* a replica promised a higher epoch */
+    REPL_DEPOSED_TIMEOUT,   /* no quorum within commit_timeout_ms */
+};
+
+struct repl_leader_io {
+    void (*send)(void *arg, const struct repl_msg *m);
+    /* Recovery chose the log: records base+1.. (borrowed), the object's
+     * durable state once the barrier is durable. */
+    void (*recovered)(void *arg, uint64_t base, struct repl_epoch base_origin, struct repl_rec *const *recs,
+                      size_t n);
+    /* The barrier record at `lsn`: a record that changes nothing, made by
+     * the caller (one reference, passed to the core). */
+    struct repl_rec *(*barrier)(void *arg, uint64_t lsn, struct repl_epoch epoch);
+    /* Every record up to `lsn` is durable: release outputs that wait on it. */
+    void (*durable)(void *arg, uint64_t lsn);
+    /* Final. `higher` is the epoch that deposed it (REPL_DEPOSED_EPOCH). */
+    void (*deposed)(void *arg, enum repl_depose_reason why, struct repl_epoch higher);
+};
+
+struct repl_leader_config {
+    uint32_t host;
+    uint8_t object[16];
+    const uint32_t *replicas; /* host ids, copied */
+    unsigned nreplicas;       /* at most REPL_REPLICAS_MAX */
+    unsigned quorum;          /* more than nreplicas / 2 */
+    uint64_t resend_ms;        /* resend what a replica has not matched */
+    uint64_t heartbeat_ms;     /* an empty append when idle */
+    uint64_t commit_timeout_ms;
+    uint32_t batch_recs_max;   /* records per APPEND */
+    uint64_t batch_bytes_max;
+    uint32_t window_recs;      /* records sent ahead of a replica's match */
+    const struct repl_leader_io *io;
+    void *arg;
+};
+
+#define REPL_REPLICAS_MAX 16
+
+struct repl_leader;
+
+struct repl_leader_info {
+    enum repl_leader_state state;
+    struct repl_epoch epoch;
+    uint64_t base, last, durable, barrier;
+    uint64_t match[REPL_REPLICAS_MAX];
+    uint64_t bytes;
+};
+
+/* Checks a replicas/quorum pair: 0, or -1 with the reason in err. */
+int repl_quorum_check(unsigned nreplicas, unsigned quorum, char *err, size_t errlen);
+/* Starts recovery in `epoch` (the caller guarantees this host never used it
+ * before, across restarts) and sends the first PREPAREs. NULL when cfg fails
+ * repl_quorum_check. */
+struct repl_leader *repl_leader_create(const struct repl_leader_config *cfg, struct repl_epoch epoch,
+                                       uint64_t now_ms);
+void repl_leader_destroy(struct repl_leader *l);
+/* Appends the next record (rec->lsn == last + 1, rec->origin == the epoch);
+ * takes the caller's reference. Only when ACTIVE: -1 otherwise (the
+ * reference is dropped). */
+int repl_leader_append(struct repl_leader *l, struct repl_rec *rec, uint64_t now_ms);
+void repl_leader_receive(struct repl_leader *l, const struct repl_msg *m, uint64_t now_ms);
+void repl_leader_tick(struct repl_leader *l, uint64_t now_ms);
+/* Records up to `lsn` (<= durable) are in object storage. */
+void repl_leader_uploaded(struct repl_leader *l, uint64_t lsn);
+void repl_leader_get_info(const struct repl_leader *l, struct repl_leader_info *out);
+/* The record at `lsn` (base < lsn <= last), borrowed, or NULL. */
+struct repl_rec *repl_leader_record(const struct repl_leader *l, uint64_t lsn);
+
+/* ---- The peer protocol's bytes (wire.c, format at its top) ------------- */
+
+#define REPL_FRAME_HEADER_BYTES 24
+#define REPL_FRAME_PAYLOAD_MAX (65u << 20) /* one largest record and its message */
+#define REPL_AUTH_NONCE_BYTES 32
+#define REPL_AUTH_MAC_BYTES 32
+
+enum repl_frame_type {
+    REPL_FRAME_HELLO = 1,
+    REPL_FRAME_CHALLENGE,
+    REPL_FRAME_AUTH,
+    REPL_FRAME_MSG,
+    REPL_FRAME_HEARTBEAT,
+};
+
+/* Wire errors: negative, named by repl_wire_strerror(). */
+#define REPL_WIRE_EMAGIC (-1)
+#define REPL_WIRE_EVERSION (-2)
+#define REPL_WIRE_EMALFORMED (-3)
+#define REPL_WIRE_ETOOBIG (-4)
+#define REPL_WIRE_ECHECKSUM (-5)
+const char *repl_wire_strerror(int rc);
+
+void repl_frame_header(uint8_t out[REPL_FRAME_HEADER_BYTES], uint8_t type, const uint8_t *payload, uint32_t len);
+/* Checks a received header (magic, version, type, size) before its payload is
+ * read; the checksum is checked with repl_frame_verify once it is. */
+int repl_frame_parse(const uint8_t hdr[REPL_FRAME_HEADER_BYTES], uint8_t *type, uint32_t *len);
+int repl_frame_verify(const uint8_t hdr[REPL_FRAME_HEADER_BYTES], const uint8_t *payload, uint32_t len);
+
+size_t repl_msg_size(const struct repl_msg *m);
+void repl_msg_encode(const struct repl_msg *m, uint8_t *out);
+/* Decodes one MSG payload; on success `out` owns new records (free them with
+ * repl_msg_release). Untrusted bytes: every length is checked. */
+int repl_msg_decode(struct repl_msg *out, const uint8_t *p, size_t len);
+void repl_msg_release(struct repl_msg *m);
+
+/* role 'S' (the server's proof) or 'C' (the client's). */
+void repl_auth_mac(uint8_t out[REPL_AUTH_MAC_BYTES], const char *secret, char role, uint32_t client,
+                   uint32_t server, const uint8_t cnonce[REPL_AUTH_NONCE_BYTES],
+                   const uint8_t snonce[REPL_AUTH_NONCE_BYTES]);
+bool repl_auth_equal(const uint8_t a[REPL_AUTH_MAC_BYTES], const uint8_t b[REPL_AUTH_MAC_BYTES]);
+
 #endif /* REPLICATE_H */

@@ -1,0 +1,848 @@
+/*
+ * sim.c: the replication protocol (replicate/quorum.c) under a deterministic
+ * simulator. Six hosts' protocol cores run in one process on virtual time
+ * (1 ms steps) with one seeded PRNG deciding everything: message delays
+ * (so reordering), drops, duplicates, partitions, journal fsync delays,
+ * crashes that lose whatever was not synced, restarts, leader changes,
+ * uploads to a shared "object storage". After every step it checks:
+ *
+ *   1. every acknowledged record is in storage or synced on a quorum of
+ *      replicas' disks, with the same bytes (nothing acknowledged is lost);
+ *   2. no lsn is ever acknowledged with two different records, and storage
+ *      holds only acknowledged records (nothing acknowledged is changed);
+ *   3. every replica agrees with the acknowledged records up to the commit
+ *      point it knows;
+ *   4. one epoch's acknowledgements come from one leader only;
+ *   5. a deposed leader releases nothing more;
+ *   6. a recovering leader's chosen log holds every acknowledged record;
+ * and at the end of a seed, with faults healed, that a leader makes progress.
+ *
+ *   sim [--seeds N] [--from S] [--seed S] [--steps K] [-v]
+ *
+ * A failure prints the seed and the command that replays it. Built twice:
+ * `sim`, and `sim-planted` with REPL_SIM_PLANTED_BUG (a leader that counts a
+ * record durable one replica short), which the checker must catch.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "replicate.h"
+
+#define NHOSTS 6
+#define NREPL 5
+#define QUORUM 3
+#define LSN_MAX 65536
+
+/* ---- the seeded PRNG (splitmix64) -------------------------------------- */
+
+static uint64_t rng_state;
+
+static uint64_t rnd(void)
+{
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rnd_below(uint64_t n) { return n ? rnd() % n : 0; }
+static bool chance(double p) { return (double)(rnd() >> 11) / (double)(1ull << 53) < p; }
+
+/* ---- the world ---------------------------------------------------------- */
+
+struct params {
+    double drop, dup, crash, restart, partition, heal, lead, write, upload;
+    unsigned delay_max, sync_max;
+};
+
+struct jop { /* one journal write, deep-copied */
+    struct repl_op op;
+};
+
+struct inst; /* a leader instance */
+
+struct host {
+    uint32_t id;
+    bool up;
+    unsigned incarnation;
+    struct repl_replica *rep;  /* live (replica hosts only) */
+    struct repl_replica *disk; /* what its journal has synced: the disk */
+    struct jop *ops;
+    size_t nops, nsynced, cap;
+    uint64_t sync_at; /* 0: no fsync in flight */
+    struct inst *lead;
+    uint64_t epoch_used; /* persisted before a leader uses it */
+    struct repl_epoch seen;
+    uint64_t mem_last; /* its live log's end, as its journal writes say */
+    bool up_blocked[NHOSTS]; /* partition: links cut */
+};
+
+struct inst {
+    struct host *h;
+    uint64_t id;
+    struct repl_leader *l;
+    bool deposed, active;
+    uint64_t acked_to;
+};
+
+struct netmsg {
+    uint64_t at, tie;
+    struct repl_msg m;
+};
+
+static struct {
+    uint64_t seed, now, step, steps;
+    bool verbose, healing;
+    unsigned heal_host; /* while healing only it leads, as the router would have it */
+    struct params p;
+    struct host hosts[NHOSTS];
+    struct netmsg *net;
+    size_t nnet, netcap;
+    struct repl_rec *acked[LSN_MAX + 1];
+    struct repl_epoch acked_in[LSN_MAX + 1]; /* the epoch that first acknowledged it */
+    uint64_t max_acked;
+    struct repl_rec *store[LSN_MAX + 1];
+    uint64_t store_end;
+    struct { struct repl_epoch e; uint64_t inst; } epochs[4096];
+    size_t nepochs;
+    uint64_t next_inst, nonce;
+    uint64_t acked_in_heal;
+    struct { uint32_t host; unsigned inc; uint64_t at; struct repl_rec **recs; size_t n; } uploads[64];
+    size_t nuploads;
+    struct inst *dead[1024];
+    size_t ndead;
+} W;
+
+static bool failed;
+
+/* What the seeds exercised, printed at the end: proof the runs are not empty. */
+static struct {
+    uint64_t acked, recoveries, deposed_epoch, deposed_timeout, crashes, lost_writes, dropped, duplicated;
+    uint64_t replica_uploads, resets, truncations;
+} stats;
+
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void fail(const char *fmt, ...)
+{
+    if (failed)
+        return;
+    failed = true;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "sim: seed %" PRIu64 " step %" PRIu64 ": ", W.seed, W.step);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nsim: replay with: make sim SEED=%" PRIu64 "  (or: sim --seed %" PRIu64 " -v)\n", W.seed,
+            W.seed);
+}
+
+static void vlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void vlog(const char *fmt, ...)
+{
+    if (!W.verbose)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    printf("%6" PRIu64 " ", W.now);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+}
+
+static bool is_replica(uint32_t h) { return h >= 1 && h <= NREPL; }
+static const uint32_t replica_ids[NREPL] = {1, 2, 3, 4, 5};
+static const uint8_t object_id[16] = "sim-object-0001";
+
+static bool same(const struct repl_rec *a, const struct repl_rec *b)
+{
+    return a->lsn == b->lsn && a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
+}
+
+static struct repl_rec *make_rec(uint64_t lsn, struct repl_epoch e, char kind)
+{
+    uint8_t d[32];
+    int n = snprintf((char *)d, sizeof(d), "%c%" PRIu64 ".%u:%" PRIu64 "#%" PRIu64, kind, e.n, e.host, lsn,
+                     ++W.nonce);
+    return repl_rec_create(lsn, e, d, (uint32_t)n);
+}
+
+/* ---- the network -------------------------------------------------------- */
+
+static void net_push(const struct repl_msg *m, uint64_t at)
+{
+    if (W.nnet == W.netcap) {
+        W.netcap = W.netcap ? W.netcap * 2 : 256;
+        W.net = realloc(W.net, W.netcap * sizeof(*W.net));
+    }
+    struct netmsg *x = &W.net[W.nnet++];
+    x->at = at;
+    x->tie = rnd();
+    x->m = *m;
+    if (m->nrecs > 0) {
+        x->m.recs = malloc(m->nrecs * sizeof(*x->m.recs));
+        for (uint32_t i = 0; i < m->nrecs; i++)
+            x->m.recs[i] = repl_rec_ref(m->recs[i]);
+    } else {
+        x->m.recs = NULL;
+    }
+}
+
+static void net_free(struct netmsg *x)
+{
+    for (uint32_t i = 0; i < x->m.nrecs; i++)
+        repl_rec_unref(x->m.recs[i]);
+    free(x->m.recs);
+}
+
+static void on_send(void *arg, const struct repl_msg *m)
+{
+    (void)arg;
+    if (chance(W.p.drop)) {
+        stats.dropped++;
+        return;
+    }
+    net_push(m, W.now + 1 + rnd_below(W.p.delay_max));
+    if (chance(W.p.dup) && ++stats.duplicated)
+        net_push(m, W.now + 1 + rnd_below(W.p.delay_max * 3));
+}
+
+/* ---- journals: ops in order, synced in order, unsynced lost in a crash --- */
+
+static void on_journal(void *arg, const struct repl_op *op)
+{
+    struct host *h = arg;
+    stats.resets += op->type == REPL_OP_BASE && op->reset;
+    if (op->type == REPL_OP_APPEND) {
+        stats.truncations += op->lsn <= h->mem_last; /* it overwrites: a conflicting suffix was cut */
+        h->mem_last = op->lsn + op->nrecs - 1;
+    } else if (op->type == REPL_OP_BASE && (op->reset || op->lsn > h->mem_last)) {
+        h->mem_last = op->lsn;
+    }
+    if (h->nops == h->cap) {
+        h->cap = h->cap ? h->cap * 2 : 64;
+        h->ops = realloc(h->ops, h->cap * sizeof(*h->ops));
+    }
+    struct jop *j = &h->ops[h->nops++];
+    j->op = *op;
+    if (op->nrecs > 0) {
+        j->op.recs = malloc(op->nrecs * sizeof(*j->op.recs));
+        for (uint32_t i = 0; i < op->nrecs; i++)
+            j->op.recs[i] = repl_rec_ref(op->recs[i]);
+    }
+    if (h->sync_at == 0)
+        h->sync_at = W.now + 1 + rnd_below(W.p.sync_max);
+}
+
+static void jop_free(struct jop *j)
+{
+    for (uint32_t i = 0; i < j->op.nrecs; i++)
+        repl_rec_unref(j->op.recs[i]);
+    free(j->op.recs);
+}
+
+static void on_upload(void *arg, uint64_t from, uint64_t to)
+{
+    struct host *h = arg;
+    if (W.nuploads == sizeof(W.uploads) / sizeof(W.uploads[0]) || to - from > 4096)
+        return; /* the core retries after its timeout */
+    size_t n = to - from + 1;
+    struct repl_rec **recs = malloc(n * sizeof(*recs));
+    for (size_t i = 0; i < n; i++) {
+        struct repl_rec *r = repl_replica_record(h->rep, from + i);
+        if (r == NULL) {
+            fail("replica %u asked to upload %" PRIu64 "..%" PRIu64 " but lacks %" PRIu64, h->id, from, to,
+                 from + i);
+            for (size_t k = 0; k < i; k++)
+                repl_rec_unref(recs[k]);
+            free(recs);
+            return;
+        }
+        recs[i] = repl_rec_ref(r);
+    }
+    stats.replica_uploads++;
+    W.uploads[W.nuploads].host = h->id;
+    W.uploads[W.nuploads].inc = h->incarnation;
+    W.uploads[W.nuploads].at = W.now + 1 + rnd_below(50);
+    W.uploads[W.nuploads].recs = recs;
+    W.uploads[W.nuploads].n = n;
+    W.nuploads++;
+}
+
+static const struct repl_replica_io replica_io = {.send = on_send, .journal = on_journal, .upload = on_upload};
+
+static struct repl_replica *replica_new(struct host *h)
+{
+    struct repl_replica_config c = {.host = h->id, .batch_recs_max = 16, .batch_bytes_max = 4096,
+                                    .upload_timeout_ms = 300, .io = &replica_io, .arg = h};
+    memcpy(c.object, object_id, sizeof(c.object));
+    return repl_replica_create(&c);
+}
+
+/* ---- object storage ----------------------------------------------------- */
+
+static void store_put(struct repl_rec *r, const char *who)
+{
+    if (r->lsn > LSN_MAX)
+        return;
+    if (W.acked[r->lsn] == NULL || !same(W.acked[r->lsn], r)) {
+        fail("%s uploads lsn %" PRIu64 " which was not acknowledged with those bytes", who, r->lsn);
+        return;
+    }
+    if (W.store[r->lsn] != NULL) {
+        if (!same(W.store[r->lsn], r))
+            fail("storage: lsn %" PRIu64 " overwritten with other bytes by %s", r->lsn, who);
+        return;
+    }
+    W.store[r->lsn] = repl_rec_ref(r);
+    while (W.store_end < LSN_MAX && W.store[W.store_end + 1] != NULL)
+        W.store_end++;
+}
+
+/* ---- leaders ------------------------------------------------------------ */
+
+static void epoch_note(struct repl_epoch e, struct inst *in)
+{
+    for (size_t i = 0; i < W.nepochs; i++)
+        if (repl_epoch_cmp(W.epochs[i].e, e) == 0) {
+            if (W.epochs[i].inst != in->id)
+                fail("epoch %" PRIu64 ".%u acknowledged by two leaders", e.n, e.host);
+            return;
+        }
+    if (W.nepochs < sizeof(W.epochs) / sizeof(W.epochs[0])) {
+        W.epochs[W.nepochs].e = e;
+        W.epochs[W.nepochs++].inst = in->id;
+    }
+}
+
+static void on_recovered(void *arg, uint64_t base, struct repl_epoch base_origin, struct repl_rec *const *recs,
+                         size_t n)
+{
+    (void)base_origin;
+    struct inst *in = arg;
+    struct repl_leader_info li;
+    repl_leader_get_info(in->l, &li);
+    vlog("host %u leader recovered base %" PRIu64 " tail %zu", in->h->id, base, n);
+    if (base > W.store_end)
+        fail("leader on host %u recovered base %" PRIu64 " past storage's %" PRIu64, in->h->id, base, W.store_end);
+    /* Records acknowledged in a lower epoch must be in its log (a leader
+     * whose promises are stale may miss later ones: it can not get its
+     * barrier accepted, and the output checks hold it to that). */
+    for (uint64_t lsn = base + 1; lsn <= W.max_acked; lsn++) {
+        if (W.acked[lsn] == NULL || repl_epoch_cmp(W.acked_in[lsn], li.epoch) > 0)
+            continue;
+        if (lsn - base > n) {
+            fail("leader on host %u recovered up to %" PRIu64 ", missing acknowledged lsn %" PRIu64, in->h->id,
+                 base + n, lsn);
+            return;
+        }
+        if (!same(W.acked[lsn], recs[lsn - base - 1]))
+            fail("leader on host %u recovered other bytes at acknowledged lsn %" PRIu64, in->h->id, lsn);
+    }
+    in->acked_to = base;
+    stats.recoveries++;
+}
+
+static struct repl_rec *on_barrier(void *arg, uint64_t lsn, struct repl_epoch e)
+{
+    (void)arg;
+    return make_rec(lsn, e, 'B');
+}
+
+static void on_durable(void *arg, uint64_t lsn)
+{
+    struct inst *in = arg;
+    if (in->deposed)
+        fail("deposed leader on host %u released outputs up to %" PRIu64, in->h->id, lsn);
+    struct repl_leader_info li;
+    repl_leader_get_info(in->l, &li);
+    epoch_note(li.epoch, in);
+    for (uint64_t x = in->acked_to + 1; x <= lsn && x <= LSN_MAX; x++) {
+        struct repl_rec *r = repl_leader_record(in->l, x);
+        if (r == NULL) {
+            fail("leader on host %u says %" PRIu64 " durable but does not hold it", in->h->id, x);
+            return;
+        }
+        if (W.acked[x] != NULL) {
+            if (!same(W.acked[x], r))
+                fail("lsn %" PRIu64 " acknowledged twice with different records", x);
+            continue;
+        }
+        W.acked[x] = repl_rec_ref(r);
+        W.acked_in[x] = li.epoch;
+        stats.acked++;
+        if (x > W.max_acked)
+            W.max_acked = x;
+        if (W.healing)
+            W.acked_in_heal++;
+    }
+    if (lsn > in->acked_to)
+        in->acked_to = lsn;
+}
+
+static void on_deposed(void *arg, enum repl_depose_reason why, struct repl_epoch higher)
+{
+    struct inst *in = arg;
+    vlog("host %u leader deposed (%s) by %" PRIu64 ".%u", in->h->id, why == REPL_DEPOSED_EPOCH ? "epoch" : "timeout",
+         higher.n, higher.host);
+    in->deposed = true;
+    if (why == REPL_DEPOSED_EPOCH)
+        stats.deposed_epoch++;
+    else
+        stats.deposed_timeout++;
+    if (repl_epoch_cmp(higher, in->h->seen) > 0)
+        in->h->seen = higher;
+}
+
+static const struct repl_leader_io leader_io = {
+    .send = on_send, .recovered = on_recovered, .barrier = on_barrier, .durable = on_durable, .deposed = on_deposed};
+
+static void leader_drop(struct host *h)
+{
+    if (h->lead == NULL)
+        return;
+    /* Destroyed later: messages and callbacks in this step may still name it. */
+    h->lead->deposed = true;
+    if (W.ndead < sizeof(W.dead) / sizeof(W.dead[0])) {
+        W.dead[W.ndead++] = h->lead;
+    } else {
+        repl_leader_destroy(h->lead->l);
+        free(h->lead);
+    }
+    h->lead = NULL;
+}
+
+static void leader_start(struct host *h)
+{
+    leader_drop(h);
+    struct repl_epoch seen = h->seen;
+    if (h->rep != NULL) {
+        struct repl_replica_info ri;
+        repl_replica_get_info(h->rep, &ri);
+        if (repl_epoch_cmp(ri.promised, seen) > 0)
+            seen = ri.promised;
+    }
+    uint64_t n = (seen.n > h->epoch_used ? seen.n : h->epoch_used) + 1;
+    h->epoch_used = n; /* durable before use, as the glue must */
+    struct inst *in = calloc(1, sizeof(*in));
+    in->h = h;
+    in->id = ++W.next_inst;
+    struct repl_leader_config c = {.host = h->id, .replicas = replica_ids, .nreplicas = NREPL, .quorum = QUORUM,
+                                   .resend_ms = 40, .heartbeat_ms = 20, .commit_timeout_ms = 400,
+                                   .batch_recs_max = 8, .batch_bytes_max = 2048, .window_recs = 64,
+                                   .io = &leader_io, .arg = in};
+    memcpy(c.object, object_id, sizeof(c.object));
+    h->lead = in;
+    vlog("host %u starts leading in epoch %" PRIu64 ".%u", h->id, n, h->id);
+    in->l = repl_leader_create(&c, (struct repl_epoch){n, h->id}, W.now);
+    if (in->l == NULL)
+        fail("leader refused a valid config");
+}
+
+/* ---- hosts -------------------------------------------------------------- */
+
+static void host_sync(struct host *h)
+{
+    h->sync_at = 0;
+    if (h->nsynced == h->nops)
+        return;
+    for (size_t i = h->nsynced; i < h->nops; i++)
+        repl_replica_replay(h->disk, &h->ops[i].op);
+    uint64_t seq = h->ops[h->nops - 1].op.seq;
+    h->nsynced = h->nops;
+    if (h->rep != NULL)
+        repl_replica_synced(h->rep, seq, W.now);
+}
+
+static void host_crash(struct host *h)
+{
+    vlog("host %u crashes (%zu journal writes unsynced)", h->id, h->nops - h->nsynced);
+    stats.crashes++;
+    stats.lost_writes += h->nops - h->nsynced;
+    leader_drop(h);
+    repl_replica_destroy(h->rep);
+    h->rep = NULL;
+    for (size_t i = h->nsynced; i < h->nops; i++)
+        jop_free(&h->ops[i]);
+    h->nops = h->nsynced;
+    h->sync_at = 0;
+    h->up = false;
+    h->incarnation++;
+}
+
+static void host_restart(struct host *h)
+{
+    vlog("host %u restarts", h->id);
+    h->up = true;
+    if (is_replica(h->id)) {
+        h->rep = replica_new(h);
+        for (size_t i = 0; i < h->nsynced; i++)
+            repl_replica_replay(h->rep, &h->ops[i].op);
+        struct repl_replica_info ri;
+        repl_replica_get_info(h->rep, &ri);
+        h->mem_last = ri.last;
+    }
+}
+
+/* ---- one step ----------------------------------------------------------- */
+
+static int net_cmp(const void *a, const void *b)
+{
+    const struct netmsg *x = a, *y = b;
+    if (x->at != y->at)
+        return x->at < y->at ? -1 : 1;
+    return x->tie < y->tie ? -1 : x->tie > y->tie;
+}
+
+static void deliver(struct netmsg *x)
+{
+    if (W.verbose && getenv("SIM_MSGS") != NULL && W.now >= strtoull(getenv("SIM_MSGS"), NULL, 10))
+        vlog("msg %u->%u type %u ok %d epoch %" PRIu64 ".%u lsn %" PRIu64 " o %" PRIu64 ".%u base %" PRIu64
+             " commit %" PRIu64 " n %u",
+             x->m.from, x->m.to, x->m.type, x->m.ok, x->m.epoch.n, x->m.epoch.host, x->m.lsn, x->m.origin.n,
+             x->m.origin.host, x->m.base_lsn, x->m.commit_lsn, x->m.nrecs);
+    struct host *to = &W.hosts[x->m.to];
+    struct host *from = &W.hosts[x->m.from];
+    if (!to->up || to->up_blocked[from->id] || from->up_blocked[to->id])
+        return;
+    switch (x->m.type) {
+    case REPL_MSG_PREPARE:
+    case REPL_MSG_FETCH:
+    case REPL_MSG_APPEND:
+        if (to->rep != NULL)
+            repl_replica_receive(to->rep, &x->m, W.now);
+        break;
+    default:
+        if (to->lead != NULL)
+            repl_leader_receive(to->lead->l, &x->m, W.now);
+        break;
+    }
+}
+
+static void step_network(void)
+{
+    /* Due messages, in (time, random) order; new sends go after them. */
+    size_t due = 0;
+    for (size_t i = 0; i < W.nnet; i++)
+        if (W.net[i].at <= W.now) {
+            struct netmsg t = W.net[due];
+            W.net[due++] = W.net[i];
+            W.net[i] = t;
+        }
+    if (due == 0)
+        return;
+    struct netmsg *batch = malloc(due * sizeof(*batch));
+    memcpy(batch, W.net, due * sizeof(*batch));
+    memmove(W.net, W.net + due, (W.nnet - due) * sizeof(*W.net));
+    W.nnet -= due;
+    qsort(batch, due, sizeof(*batch), net_cmp);
+    for (size_t i = 0; i < due; i++) {
+        deliver(&batch[i]);
+        net_free(&batch[i]);
+    }
+    free(batch);
+}
+
+static void step_uploads(void)
+{
+    for (size_t i = 0; i < W.nuploads;) {
+        if (W.uploads[i].at > W.now) {
+            i++;
+            continue;
+        }
+        struct host *h = &W.hosts[W.uploads[i].host];
+        char who[32];
+        snprintf(who, sizeof(who), "replica %u", h->id);
+        for (size_t k = 0; k < W.uploads[i].n; k++) {
+            store_put(W.uploads[i].recs[k], who);
+            repl_rec_unref(W.uploads[i].recs[k]);
+        }
+        uint64_t to = W.uploads[i].recs[W.uploads[i].n - 1]->lsn;
+        if (h->up && h->incarnation == W.uploads[i].inc && h->rep != NULL)
+            repl_replica_uploaded(h->rep, to, W.now);
+        free(W.uploads[i].recs);
+        W.uploads[i] = W.uploads[--W.nuploads];
+    }
+}
+
+/* A leader uploads what is durable, as its uploader would. */
+static void leader_upload(struct inst *in)
+{
+    struct repl_leader_info li;
+    repl_leader_get_info(in->l, &li);
+    if (li.state != REPL_LEADER_ACTIVE || li.durable <= li.base)
+        return;
+    for (uint64_t x = li.base + 1; x <= li.durable; x++)
+        store_put(repl_leader_record(in->l, x), "a leader");
+    repl_leader_uploaded(in->l, li.durable);
+}
+
+static void step_faults(void)
+{
+    struct params *p = &W.p;
+    for (unsigned i = 0; i < NHOSTS; i++) {
+        struct host *h = &W.hosts[i];
+        if (h->up && chance(p->crash))
+            host_crash(h);
+        else if (!h->up && chance(p->restart))
+            host_restart(h);
+    }
+    if (chance(p->partition)) {
+        unsigned a = (unsigned)rnd_below(NHOSTS), b = (unsigned)rnd_below(NHOSTS);
+        if (a != b) {
+            W.hosts[a].up_blocked[b] = true;
+            vlog("link %u -> %u cut", a, b);
+        }
+    }
+    if (chance(p->heal))
+        for (unsigned i = 0; i < NHOSTS; i++)
+            memset(W.hosts[i].up_blocked, 0, sizeof(W.hosts[i].up_blocked));
+    if (chance(p->lead)) {
+        struct host *h = &W.hosts[rnd_below(NHOSTS)];
+        if (h->up)
+            leader_start(h);
+    }
+}
+
+/* What failure detection will do: no live leader for a while, one starts. */
+static void step_takeover(void)
+{
+    for (unsigned i = 0; i < NHOSTS; i++)
+        if (W.hosts[i].up && W.hosts[i].lead != NULL && !W.hosts[i].lead->deposed)
+            return;
+    if (!chance(0.02))
+        return;
+    struct host *h = &W.hosts[W.healing ? W.heal_host : rnd_below(NHOSTS)];
+    if (h->up)
+        leader_start(h);
+}
+
+static void step_leaders(void)
+{
+    for (unsigned i = 0; i < NHOSTS; i++) {
+        struct host *h = &W.hosts[i];
+        if (!h->up || h->lead == NULL)
+            continue;
+        struct inst *in = h->lead;
+        if (in->deposed) {
+            if (chance(0.02) && (!W.healing || h->id == W.heal_host))
+                leader_start(h); /* try again, above whoever deposed us */
+            continue;
+        }
+        repl_leader_tick(in->l, W.now);
+        if (in->deposed || h->lead != in)
+            continue;
+        struct repl_leader_info li;
+        repl_leader_get_info(in->l, &li);
+        if (li.state == REPL_LEADER_ACTIVE && chance(W.p.write) && li.last < LSN_MAX - 64)
+            repl_leader_append(in->l, make_rec(li.last + 1, li.epoch, 'W'), W.now);
+        if (!in->deposed && chance(W.p.upload))
+            leader_upload(in);
+    }
+}
+
+/* ---- the invariants ----------------------------------------------------- */
+
+static void check(void)
+{
+    /* 1: acknowledged and not in storage: synced on a quorum */
+    for (uint64_t lsn = W.store_end + 1; lsn <= W.max_acked && !failed; lsn++) {
+        if (W.acked[lsn] == NULL) {
+            fail("acknowledged records have a gap at lsn %" PRIu64, lsn);
+            break;
+        }
+        unsigned holders = 0;
+        for (unsigned i = 1; i <= NREPL; i++) {
+            struct repl_rec *r = repl_replica_record(W.hosts[i].disk, lsn);
+            holders += r != NULL && same(r, W.acked[lsn]);
+        }
+        if (holders < QUORUM)
+            fail("acknowledged lsn %" PRIu64 " is synced on %u replicas and not in storage", lsn, holders);
+    }
+    /* 3: replicas agree with the acknowledged records up to their commit */
+    for (unsigned i = 1; i <= NREPL && !failed; i++) {
+        struct host *h = &W.hosts[i];
+        if (h->rep == NULL)
+            continue;
+        struct repl_replica_info ri;
+        repl_replica_get_info(h->rep, &ri);
+        if (ri.commit > W.max_acked && ri.commit > W.store_end)
+            fail("replica %u believes %" PRIu64 " committed; only %" PRIu64 " acknowledged", h->id, ri.commit,
+                 W.max_acked);
+        for (uint64_t lsn = ri.base + 1; lsn <= ri.commit && lsn <= ri.last && !failed; lsn++) {
+            struct repl_rec *r = repl_replica_record(h->rep, lsn);
+            if (W.acked[lsn] == NULL || !same(r, W.acked[lsn]))
+                fail("replica %u holds other bytes than acknowledged at committed lsn %" PRIu64, h->id, lsn);
+        }
+    }
+}
+
+/* ---- a seed ------------------------------------------------------------- */
+
+static void world_init(uint64_t seed)
+{
+    memset(&W.hosts, 0, sizeof(W.hosts));
+    W.seed = seed;
+    rng_state = seed * 0x2545f4914f6cdd1dull + 1;
+    W.now = 1000;
+    W.step = 0;
+    W.healing = false;
+    W.acked_in_heal = 0;
+    W.max_acked = W.store_end = 0;
+    W.nepochs = 0;
+    struct params *p = &W.p;
+    p->drop = chance(0.3) ? 0 : (double)rnd_below(200) / 1000;
+    p->dup = (double)rnd_below(100) / 1000;
+    p->delay_max = 1 + (unsigned)rnd_below(30);
+    p->sync_max = 1 + (unsigned)rnd_below(10);
+    p->crash = (double)rnd_below(30) / 10000;
+    p->restart = 0.002 + (double)rnd_below(20) / 1000;
+    p->partition = (double)rnd_below(20) / 10000;
+    p->heal = 0.001 + (double)rnd_below(10) / 1000;
+    p->lead = (double)rnd_below(20) / 10000;
+    p->write = 0.05 + (double)rnd_below(500) / 1000;
+    p->upload = (double)rnd_below(50) / 1000;
+    for (unsigned i = 0; i < NHOSTS; i++) {
+        struct host *h = &W.hosts[i];
+        h->id = i;
+        h->up = true;
+        if (is_replica(i)) {
+            h->rep = replica_new(h);
+            h->disk = replica_new(h);
+        }
+    }
+    leader_start(&W.hosts[rnd_below(NHOSTS)]);
+}
+
+static void world_free(void)
+{
+    for (unsigned i = 0; i < NHOSTS; i++) {
+        struct host *h = &W.hosts[i];
+        leader_drop(h);
+        repl_replica_destroy(h->rep);
+        repl_replica_destroy(h->disk);
+        for (size_t k = 0; k < h->nops; k++)
+            jop_free(&h->ops[k]);
+        free(h->ops);
+    }
+    for (size_t i = 0; i < W.ndead; i++) {
+        repl_leader_destroy(W.dead[i]->l);
+        free(W.dead[i]);
+    }
+    W.ndead = 0;
+    for (size_t i = 0; i < W.nnet; i++)
+        net_free(&W.net[i]);
+    W.nnet = 0;
+    for (size_t i = 0; i < W.nuploads; i++) {
+        for (size_t k = 0; k < W.uploads[i].n; k++)
+            repl_rec_unref(W.uploads[i].recs[k]);
+        free(W.uploads[i].recs);
+    }
+    W.nuploads = 0;
+    for (size_t i = 0; i <= LSN_MAX; i++) {
+        repl_rec_unref(W.acked[i]);
+        repl_rec_unref(W.store[i]);
+        W.acked[i] = W.store[i] = NULL;
+    }
+}
+
+static void heal(void)
+{
+    W.healing = true;
+    memset(&W.p, 0, sizeof(W.p));
+    W.p.delay_max = 5;
+    W.p.sync_max = 3;
+    W.p.write = 0.3;
+    W.p.upload = 0.01;
+    for (unsigned i = 0; i < NHOSTS; i++) {
+        struct host *h = &W.hosts[i];
+        memset(h->up_blocked, 0, sizeof(h->up_blocked));
+        if (!h->up)
+            host_restart(h);
+    }
+    for (unsigned i = 0; i < NHOSTS; i++)
+        leader_drop(&W.hosts[i]);
+    W.heal_host = (unsigned)rnd_below(NHOSTS);
+    leader_start(&W.hosts[W.heal_host]);
+}
+
+static void one_step(void)
+{
+    W.now++;
+    W.step++;
+    step_network();
+    for (unsigned i = 0; i < NHOSTS; i++) {
+        struct host *h = &W.hosts[i];
+        if (h->up && h->sync_at != 0 && h->sync_at <= W.now)
+            host_sync(h);
+        if (h->up && h->rep != NULL)
+            repl_replica_tick(h->rep, W.now);
+    }
+    step_uploads();
+    step_leaders();
+    if (!W.healing)
+        step_faults();
+    step_takeover();
+    check();
+}
+
+static bool run_seed(uint64_t seed, uint64_t steps)
+{
+    world_init(seed);
+    uint64_t heal_steps = 1500;
+    for (uint64_t s = 0; s < steps && !failed; s++) {
+        if (s == steps - heal_steps)
+            heal();
+        one_step();
+    }
+    if (!failed && W.acked_in_heal == 0)
+        fail("no record acknowledged in the %" PRIu64 " steps after healing (liveness)", heal_steps);
+    if (W.verbose)
+        printf("seed %" PRIu64 ": acked %" PRIu64 ", stored %" PRIu64 "\n", seed, W.max_acked, W.store_end);
+    uint64_t acked = W.max_acked;
+    world_free();
+    (void)acked;
+    return !failed;
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t from = 1, seeds = 100, steps = 6000;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--seeds") == 0 && i + 1 < argc)
+            seeds = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--from") == 0 && i + 1 < argc)
+            from = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--seed") == 0 && i + 1 < argc) {
+            from = strtoull(argv[++i], NULL, 10);
+            seeds = 1;
+        } else if (strcmp(argv[i], "--steps") == 0 && i + 1 < argc)
+            steps = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "-v") == 0)
+            W.verbose = true;
+        else {
+            fprintf(stderr, "usage: sim [--seeds N] [--from S] [--seed S] [--steps K] [-v]\n");
+            return 2;
+        }
+    }
+    if (steps < 2000)
+        steps = 2000;
+    uint64_t total_acked = 0;
+    for (uint64_t s = from; s < from + seeds; s++) {
+        if (!run_seed(s, steps))
+            return 1;
+        (void)total_acked;
+    }
+    printf("sim: %" PRIu64 " seeds (%" PRIu64 "..%" PRIu64 "), %" PRIu64 " steps each: every invariant held\n", seeds,
+           from, from + seeds - 1, steps);
+    printf("sim: %" PRIu64 " records acknowledged, %" PRIu64 " recoveries, %" PRIu64 " leaders deposed by an epoch"
+           " and %" PRIu64 " by a timeout, %" PRIu64 " crashes losing %" PRIu64 " unsynced journal writes,"
+           " %" PRIu64 " messages dropped and %" PRIu64 " duplicated, %" PRIu64 " uploads by replicas,"
+           " %" PRIu64 " replica logs reset to storage, %" PRIu64 " conflicting suffixes cut\n",
+           stats.acked, stats.recoveries, stats.deposed_epoch, stats.deposed_timeout, stats.crashes,
+           stats.lost_writes, stats.dropped, stats.duplicated, stats.replica_uploads, stats.resets,
+           stats.truncations);
+    return 0;
+}
