@@ -28,14 +28,14 @@ endif
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
         -Wimplicit-fallthrough -Wvla -Wno-format-truncation
 CSTD := -std=c11 -D_GNU_SOURCE
-INC := -Isdk/include -Isdk -Iruntime -Iwal -Ireplicate
+INC := -Isdk/include -Isdk -Iruntime -Iwal -Ireplicate -Irouter
 CFLAGS_ALL := $(CSTD) $(OPT) $(WARN) $(INC) $(SANFLAGS) $(CFLAGS)
 LIBS := -luv -lsqlite3 -lh2o -lwslay -lssl -lcrypto -lxxhash -lzstd -luring -lcurl -lpthread -ldl
 # The binary exports only the SDK (dobj_*) to the class libraries it loads.
 LDFLAGS_BIN := -Wl,--dynamic-list=sdk/exports.list $(SANFLAGS) $(LDFLAGS)
 
 SDK_SRC := $(wildcard sdk/src/*.c)
-RT_SRC := $(filter-out runtime/main.c,$(wildcard runtime/*.c)) $(wildcard wal/*.c replicate/*.c)
+RT_SRC := $(filter-out runtime/main.c,$(wildcard runtime/*.c)) $(wildcard wal/*.c replicate/*.c router/*.c)
 LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(SDK_SRC) $(RT_SRC))
 MAIN_OBJ := $(BUILD)/obj/runtime/main.o
 
@@ -50,7 +50,7 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
 all: $(BUILD)/dobj $(EXAMPLES) $(TEST_CLASSES)
 
-$(BUILD)/obj/%.o: %.c $(wildcard sdk/include/*.h sdk/*.h runtime/*.h wal/*.h replicate/*.h)
+$(BUILD)/obj/%.o: %.c $(wildcard sdk/include/*.h sdk/*.h runtime/*.h wal/*.h replicate/*.h router/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
@@ -77,7 +77,7 @@ asan:
 # with bug N planted in the core (replicate/quorum.c), which the checker must
 # catch.
 SIM_LIB_OBJ := $(filter-out $(BUILD)/obj/replicate/quorum.o,$(LIB_OBJ))
-PLANTED := 1 2
+PLANTED := 1 2 3
 
 $(BUILD)/sim/sim: tests/sim/sim.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -104,7 +104,7 @@ test-sim: $(BUILD)/sim/sim $(addprefix $(BUILD)/sim/sim-planted-,$(PLANTED))
 DEB_PACKAGES := gcc make pkg-config libuv1-dev libsqlite3-dev libh2o-dev libwslay-dev libssl-dev \
     liburing-dev libcurl4-openssl-dev libxxhash-dev libzstd-dev libcriterion-dev sqlite3 curl wrk \
     python3-pytest python3-requests python3-websocket python3-websockets python3-boto3 python3-zstandard python3-xxhash \
-    swift-proxy swift-account swift-container swift-object nodejs
+    swift-proxy swift-account swift-container swift-object nodejs etcd-server etcd-client nftables
 
 # s3rver (npm), one of the two S3 servers of the system tests
 # (tests/system/s3servers.py), goes into tests/.node, not into the system.
@@ -164,6 +164,7 @@ test-system: all
 bench: deps all
 	tests/bench/run.sh
 	DOBJ_BUILD=$(BUILD) $(PY) tests/bench/store.py
+	DOBJ_BUILD=$(BUILD) $(PY) tests/bench/cluster.py
 
 # ---- install ------------------------------------------------------------
 

@@ -180,6 +180,7 @@ struct repl_replica {
 
     bool uploading;
     uint64_t base_moved_ms;
+    uint64_t round; /* of the latest append taken in the promised epoch */
 };
 
 struct repl_replica *repl_replica_create(const struct repl_replica_config *cfg)
@@ -207,6 +208,8 @@ void repl_replica_get_info(const struct repl_replica *r, struct repl_replica_inf
             match = r->ops[i].first_changed - 1;
     *out = (struct repl_replica_info){
         .promised = r->promised,
+        .base_origin = r->log.base_origin,
+        .seq = r->seq,
         .base = r->log.base,
         .last = log_last(&r->log),
         .match = match,
@@ -232,7 +235,8 @@ static uint64_t replica_match(const struct repl_replica *r)
 
 static void replica_send(struct repl_replica *r, uint8_t type, uint32_t to, bool ok, uint64_t lsn)
 {
-    struct repl_msg m = {.type = type, .ok = ok, .from = r->cfg.host, .to = to, .epoch = r->promised, .lsn = lsn};
+    struct repl_msg m = {.type = type, .ok = ok, .from = r->cfg.host, .to = to, .epoch = r->promised, .lsn = lsn,
+                         .round = r->round};
     memcpy(m.object, r->cfg.object, sizeof(m.object));
     m.base_lsn = r->log.base;
     m.base_origin = r->log.base_origin;
@@ -253,6 +257,7 @@ static void replica_issue(struct repl_replica *r, struct repl_op *op, uint64_t f
 static void replica_promise(struct repl_replica *r, struct repl_epoch e)
 {
     r->promised = e;
+    r->round = 0;
     struct repl_op op = {.type = REPL_OP_PROMISE, .epoch = e};
     replica_issue(r, &op, UINT64_MAX);
     r->promise_seq = op.seq;
@@ -356,6 +361,8 @@ static void replica_on_append(struct repl_replica *r, const struct repl_msg *m, 
     }
     if (c > 0)
         replica_promise(r, m->epoch);
+    if (m->round > r->round)
+        r->round = m->round; /* answered below or after the sync: in this epoch */
     uint64_t last = log_last(&r->log);
     bool matches = prev <= r->log.base ||
                    (prev <= last && repl_epoch_cmp(log_at(&r->log, prev)->origin, m->origin) == 0);
@@ -495,6 +502,8 @@ void repl_replica_tick(struct repl_replica *r, uint64_t now_ms)
 struct peer {
     uint32_t host;
     uint64_t match, next;
+    uint64_t round; /* the highest read round it answered in our epoch */
+    uint64_t commit_sent; /* the durable lsn our last message to it carried */
     uint64_t sent_ms, progress_ms, nack_ms;
     uint64_t nack_hint;
     bool promised;
@@ -509,6 +518,7 @@ struct repl_leader {
     struct repl_epoch epoch;
     struct log log;
     uint64_t durable, barrier;
+    uint64_t round, confirmed; /* read rounds started, and answered by a quorum */
     uint64_t started_ms, waiting_ms, asked_ms;
     unsigned npromised;
     int best;          /* the promiser whose log recovery copies */
@@ -584,6 +594,8 @@ void repl_leader_get_info(const struct repl_leader *l, struct repl_leader_info *
     out->last = log_last(&l->log);
     out->durable = l->durable;
     out->barrier = l->barrier;
+    out->round = l->round;
+    out->confirmed = l->confirmed;
     for (unsigned i = 0; i < l->cfg.nreplicas; i++)
         out->match[i] = l->peers[i].match;
     out->bytes = l->log.bytes + sizeof(*l);
@@ -627,7 +639,9 @@ static void leader_send_append(struct repl_leader *l, struct peer *p, uint64_t n
     }
     struct repl_msg m = {.type = REPL_MSG_APPEND, .ok = true, .lsn = from - 1,
                          .origin = log_origin(&l->log, from - 1), .base_lsn = l->log.base,
-                         .base_origin = l->log.base_origin, .commit_lsn = l->durable, .nrecs = n, .recs = batch};
+                         .base_origin = l->log.base_origin, .commit_lsn = l->durable, .round = l->round,
+                         .nrecs = n, .recs = batch};
+    p->commit_sent = l->durable;
     leader_send(l, &m, p, now_ms);
 }
 
@@ -646,19 +660,24 @@ static void leader_pump_all(struct repl_leader *l, uint64_t now_ms)
         leader_pump(l, &l->peers[i], now_ms);
 }
 
+/* v[0..n) in descending order (n is at most REPL_REPLICAS_MAX): v[q - 1] is
+ * then what q replicas have reached. */
+static void sort_desc(uint64_t *v, unsigned n)
+{
+    for (unsigned i = 1; i < n; i++)
+        for (unsigned k = i; k > 0 && v[k] > v[k - 1]; k--) {
+            uint64_t t = v[k];
+            v[k] = v[k - 1];
+            v[k - 1] = t;
+        }
+}
+
 static void leader_update_durable(struct repl_leader *l, uint64_t now_ms)
 {
     uint64_t m[REPL_REPLICAS_MAX];
-    unsigned n = l->cfg.nreplicas;
-    for (unsigned i = 0; i < n; i++)
+    for (unsigned i = 0; i < l->cfg.nreplicas; i++)
         m[i] = l->peers[i].match;
-    /* the quorum-th highest match: a small insertion sort, descending */
-    for (unsigned i = 1; i < n; i++)
-        for (unsigned k = i; k > 0 && m[k] > m[k - 1]; k--) {
-            uint64_t t = m[k];
-            m[k] = m[k - 1];
-            m[k - 1] = t;
-        }
+    sort_desc(m, l->cfg.nreplicas);
     uint64_t cand = m[l->cfg.quorum - 1];
 #if REPL_SIM_PLANTED_BUG == 1
     cand = m[l->cfg.quorum - 2]; /* tests/sim: the checker must catch acking one replica short */
@@ -670,7 +689,7 @@ static void leader_update_durable(struct repl_leader *l, uint64_t now_ms)
     l->cfg.io->durable(l->cfg.arg, cand);
 }
 
-/* Recovery's end: the chosen log is ours; the barrier goes after it. */
+/* Recovery's end: the chosen log is ours; the caller's barrier goes after it. */
 static void leader_activate(struct repl_leader *l, uint64_t now_ms)
 {
     uint64_t last = log_last(&l->log);
@@ -678,13 +697,6 @@ static void leader_activate(struct repl_leader *l, uint64_t now_ms)
     struct repl_rec **recs = sdk_xmalloc((n ? n : 1) * sizeof(*recs));
     for (size_t i = 0; i < n; i++)
         recs[i] = log_at(&l->log, l->log.base + 1 + i);
-    l->cfg.io->recovered(l->cfg.arg, l->log.base, l->log.base_origin, recs, n);
-    free(recs);
-    struct repl_rec *b = l->cfg.io->barrier(l->cfg.arg, last + 1, l->epoch);
-    b->lsn = last + 1;
-    b->origin = l->epoch;
-    log_push(&l->log, b);
-    repl_rec_unref(b);
     l->barrier = last + 1;
     l->durable = l->log.base; /* in storage: durable whatever happens */
     l->state = REPL_LEADER_ACTIVE;
@@ -695,7 +707,8 @@ static void leader_activate(struct repl_leader *l, uint64_t now_ms)
         p->next = l->barrier;
         p->progress_ms = now_ms;
     }
-    leader_pump_all(l, now_ms);
+    l->cfg.io->recovered(l->cfg.arg, l->log.base, l->log.base_origin, recs, n);
+    free(recs);
 }
 
 static void leader_fetch(struct repl_leader *l, uint64_t now_ms)
@@ -778,9 +791,48 @@ static void leader_on_records(struct repl_leader *l, struct peer *p, const struc
     leader_fetch(l, now_ms);
 }
 
+/* An answer in our epoch, ok or not, proves the replica had promised no
+ * higher one when it took the round's append. */
+static void leader_note_round(struct repl_leader *l, struct peer *p, uint64_t round)
+{
+    if (round > l->round || round <= p->round)
+        return;
+    p->round = round;
+    uint64_t r[REPL_REPLICAS_MAX];
+    for (unsigned i = 0; i < l->cfg.nreplicas; i++)
+        r[i] = l->peers[i].round;
+    sort_desc(r, l->cfg.nreplicas);
+    uint64_t cand = r[l->cfg.quorum - 1];
+#if REPL_SIM_PLANTED_BUG == 3
+    cand = r[0]; /* tests/sim: the checker must catch a read confirmed by one replica */
+#endif
+    if (cand > l->confirmed) {
+        l->confirmed = cand;
+        l->cfg.io->confirmed(l->cfg.arg, cand);
+    }
+}
+
+uint64_t repl_leader_read_round(struct repl_leader *l, uint64_t now_ms)
+{
+    if (l->state != REPL_LEADER_ACTIVE)
+        return 0;
+    l->round++;
+    for (unsigned i = 0; i < l->cfg.nreplicas; i++) {
+        struct peer *p = &l->peers[i];
+        uint64_t next = p->next;
+        p->next = log_last(&l->log) + 1; /* empty: a heartbeat from its match */
+        leader_send_append(l, p, now_ms);
+        p->next = next;
+    }
+    return l->round;
+}
+
 static void leader_on_ack(struct repl_leader *l, struct peer *p, const struct repl_msg *m, uint64_t now_ms)
 {
     if (l->state != REPL_LEADER_ACTIVE || repl_epoch_cmp(m->epoch, l->epoch) != 0)
+        return;
+    leader_note_round(l, p, m->round);
+    if (l->state != REPL_LEADER_ACTIVE)
         return;
     uint64_t last = log_last(&l->log);
     if (m->ok) {
@@ -850,8 +902,13 @@ int repl_leader_append(struct repl_leader *l, struct repl_rec *rec, uint64_t now
         l->waiting_ms = now_ms; /* the clock of the oldest record not durable starts */
     log_push(&l->log, rec);
     repl_rec_unref(rec);
-    leader_pump_all(l, now_ms);
     return 0;
+}
+
+void repl_leader_flush(struct repl_leader *l, uint64_t now_ms)
+{
+    if (l->state == REPL_LEADER_ACTIVE)
+        leader_pump_all(l, now_ms);
 }
 
 void repl_leader_tick(struct repl_leader *l, uint64_t now_ms)
@@ -886,7 +943,10 @@ void repl_leader_tick(struct repl_leader *l, uint64_t now_ms)
             p->next = p->match + 1; /* what it has not matched, again */
             p->progress_ms = now_ms;
             leader_pump(l, p, now_ms);
-        } else if (now_ms - p->sent_ms >= l->cfg.heartbeat_ms) {
+        } else if (now_ms - p->sent_ms >= l->cfg.heartbeat_ms ||
+                   (p->commit_sent < l->durable && now_ms - p->sent_ms >= l->cfg.resend_ms / 4)) {
+            /* Idle, or it has not heard how far records are durable: a
+             * replica uploads only what it knows to be, should we die. */
             uint64_t next = p->next;
             p->next = last + 1;
             leader_send_append(l, p, now_ms);

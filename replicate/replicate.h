@@ -130,8 +130,9 @@ int repl_journal_drop_before(const char *dir, uint32_t below);
  *             It acknowledges `match` (its log, fsync'd, equals the leader's
  *             up to match) only after the journal write is synced.
  *   leader    recovers first: a new epoch, promises from a quorum, the log of
- *             the promiser with the highest (last origin, last lsn) fetched,
- *             then one barrier record of its own epoch appended after it.
+ *             the promiser with the highest (last origin, last lsn) fetched;
+ *             then the caller appends the barrier, the first record of the
+ *             new epoch (the runtime's stamps the database with it).
  *             A record is durable when `quorum` replicas match it and it is at
  *             or after the barrier (only records of the leader's own epoch are
  *             counted, Raft's rule; the barrier makes the recovered tail
@@ -207,9 +208,18 @@ struct repl_msg {
     uint64_t base_lsn;
     struct repl_epoch base_origin;
     uint64_t commit_lsn;
+    /* APPEND: the leader's latest read round; ACK: the round of the latest
+     * append the replica took from that epoch (see repl_leader_read_round) */
+    uint64_t round;
     uint32_t nrecs;
     struct repl_rec **recs;
+    /* The object's "class/name", for replicas that upload: set by the
+     * transport's user on PREPARE and APPEND, ignored by the core. */
+    const char *name;
+    uint16_t name_len;
 };
+
+#define REPL_NAME_MAX 1024
 
 /* ---- replica ---- */
 
@@ -255,7 +265,9 @@ struct repl_replica;
 
 struct repl_replica_info {
     struct repl_epoch promised;
+    struct repl_epoch base_origin;
     uint64_t base, last, match, commit;
+    uint64_t seq; /* the last op issued */
     uint64_t bytes; /* records held and the core's own arrays */
 };
 
@@ -289,14 +301,16 @@ enum repl_depose_reason {
 struct repl_leader_io {
     void (*send)(void *arg, const struct repl_msg *m);
     /* Recovery chose the log: records base+1.. (borrowed), the object's
-     * durable state once the barrier is durable. */
+     * durable state once the barrier is durable. The leader is ACTIVE: the
+     * caller appends the barrier (lsn base + n + 1) next; nothing is durable
+     * before it is. */
     void (*recovered)(void *arg, uint64_t base, struct repl_epoch base_origin, struct repl_rec *const *recs,
                       size_t n);
-    /* The barrier record at `lsn`: a record that changes nothing, made by
-     * the caller (one reference, passed to the core). */
-    struct repl_rec *(*barrier)(void *arg, uint64_t lsn, struct repl_epoch epoch);
     /* Every record up to `lsn` is durable: release outputs that wait on it. */
     void (*durable)(void *arg, uint64_t lsn);
+    /* A quorum answered in this epoch to rounds up to `round`: reads that
+     * waited for it may answer (see repl_leader_read_round). */
+    void (*confirmed)(void *arg, uint64_t round);
     /* Final. `higher` is the epoch that deposed it (REPL_DEPOSED_EPOCH). */
     void (*deposed)(void *arg, enum repl_depose_reason why, struct repl_epoch higher);
 };
@@ -324,7 +338,7 @@ struct repl_leader;
 struct repl_leader_info {
     enum repl_leader_state state;
     struct repl_epoch epoch;
-    uint64_t base, last, durable, barrier;
+    uint64_t base, last, durable, barrier, round, confirmed;
     uint64_t match[REPL_REPLICAS_MAX];
     uint64_t bytes;
 };
@@ -339,12 +353,21 @@ struct repl_leader *repl_leader_create(const struct repl_leader_config *cfg, str
 void repl_leader_destroy(struct repl_leader *l);
 /* Appends the next record (rec->lsn == last + 1, rec->origin == the epoch);
  * takes the caller's reference. Only when ACTIVE: -1 otherwise (the
- * reference is dropped). */
+ * reference is dropped). It is sent on the next repl_leader_flush: a caller
+ * flushes once per batch of appends (a loop turn), so replicas get one
+ * message with all of them. */
 int repl_leader_append(struct repl_leader *l, struct repl_rec *rec, uint64_t now_ms);
+void repl_leader_flush(struct repl_leader *l, uint64_t now_ms);
 void repl_leader_receive(struct repl_leader *l, const struct repl_msg *m, uint64_t now_ms);
 void repl_leader_tick(struct repl_leader *l, uint64_t now_ms);
 /* Records up to `lsn` (<= durable) are in object storage. */
 void repl_leader_uploaded(struct repl_leader *l, uint64_t lsn);
+/* A read barrier (Raft's ReadIndex): starts a round, an empty append to
+ * every replica, and returns its number. Once a quorum has answered it in
+ * this epoch (the confirmed callback), no other leader had a quorum when the
+ * round began, so a read made before the call saw every acknowledged write.
+ * 0 when not ACTIVE. */
+uint64_t repl_leader_read_round(struct repl_leader *l, uint64_t now_ms);
 void repl_leader_get_info(const struct repl_leader *l, struct repl_leader_info *out);
 /* The record at `lsn` (base < lsn <= last), borrowed, or NULL. */
 struct repl_rec *repl_leader_record(const struct repl_leader *l, uint64_t lsn);
@@ -390,5 +413,73 @@ void repl_auth_mac(uint8_t out[REPL_AUTH_MAC_BYTES], const char *secret, char ro
                    uint32_t server, const uint8_t cnonce[REPL_AUTH_NONCE_BYTES],
                    const uint8_t snonce[REPL_AUTH_NONCE_BYTES]);
 bool repl_auth_equal(const uint8_t a[REPL_AUTH_MAC_BYTES], const uint8_t b[REPL_AUTH_MAC_BYTES]);
+
+/* A replica's journal entry: one op of one object (id, name). Decoding
+ * allocates the records (repl_op_release) and the name (free). */
+size_t repl_op_size(const struct repl_op *op, size_t name_len);
+void repl_op_encode(const struct repl_op *op, const uint8_t id[16], const char *name, size_t name_len, uint8_t *out);
+bool repl_op_is(const uint8_t *p, size_t len);
+int repl_op_decode(struct repl_op *out, uint8_t id[16], char **name, const uint8_t *p, size_t len);
+void repl_op_release(struct repl_op *op);
+
+/* ---- The peer transport (peer.c) ----------------------------------------
+ *
+ * One thread with its own libuv loop carries every protocol message between
+ * hosts. Each host dials every other host once and sends on that
+ * connection; it receives on the connections others dialled. Both ends prove
+ * the cluster secret (HMAC handshake, wire.c) before anything else is read;
+ * a peer that fails it, or sends a malformed or oversized frame, is logged and
+ * dropped. Connections carry heartbeats both ways; one silent for dead_ms is
+ * closed and dialled again with backoff. Messages to a peer that is not
+ * connected wait in a queue bounded by queue_bytes_max; past it they are
+ * dropped (the protocol resends). Messages to this host itself take the same
+ * path without a socket. */
+
+struct repl_peer_addr {
+    uint32_t id;
+    char host[64]; /* numeric IPv4 or IPv6 */
+    uint16_t port;
+};
+
+struct repl_peers_config {
+    uint32_t self;
+    const struct repl_peer_addr *hosts; /* every host, this one included (its listen address); copied */
+    unsigned nhosts;
+    const char *secret; /* copied */
+    uint64_t heartbeat_ms;
+    uint64_t dead_ms;
+    uint64_t queue_bytes_max;
+    uint64_t tick_ms;
+    /* On the transport's thread: a received message, owned by the callee
+     * (repl_msg_release it). */
+    void (*recv)(void *arg, struct repl_msg *m);
+    /* On the transport's thread every tick_ms. */
+    void (*tick)(void *arg, uint64_t now_ms);
+    void *arg;
+};
+
+struct repl_peers;
+
+struct repl_peers_stats {
+    uint64_t msgs_out, msgs_in, bytes_out, bytes_in, dropped, auth_failures, bad_frames;
+    unsigned connected_out, connected_in;
+};
+
+/* Binds the listener and starts the thread. */
+int repl_peers_start(struct repl_peers **out, const struct repl_peers_config *cfg, char *err, size_t errlen);
+/* Queues a message for m->to; thread-safe; encodes before returning (no
+ * reference to m is kept). */
+void repl_peers_send(struct repl_peers *p, const struct repl_msg *m);
+/* Runs fn(arg) on the transport's thread. Thread-safe. */
+void repl_peers_post(struct repl_peers *p, void (*fn)(void *arg), void *arg);
+/* Milliseconds on the transport's clock (monotonic). */
+uint64_t repl_peers_now_ms(struct repl_peers *p);
+/* Whether the connection to host is authenticated and up. Thread-safe. */
+bool repl_peers_connected(struct repl_peers *p, uint32_t host);
+void repl_peers_stats(struct repl_peers *p, struct repl_peers_stats *out);
+/* Stops the thread: queued messages may be lost; later sends are dropped,
+ * later posts run in destroy. */
+void repl_peers_stop(struct repl_peers *p);
+void repl_peers_destroy(struct repl_peers *p);
 
 #endif /* REPLICATE_H */

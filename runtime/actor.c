@@ -40,6 +40,10 @@
 #define NO_PIN UINT32_MAX
 #define ACTOR_SOCKETS_MAX 32768
 #define SLOW_EVENT_US 100000
+/* Every write stamps its lsn and the epoch of the leader that made it (0 on
+ * a single host): a file names the record it holds last, so a new leader can
+ * tell whether a file is on the history it recovered (leader.c). */
+#define STAMP_SQL "INSERT OR REPLACE INTO _dobj_meta(key, value) VALUES('lsn', ?1), ('origin', ?2)"
 
 struct rt_actor {
     uint64_t hash;
@@ -65,6 +69,8 @@ struct rt_actor {
     bool store_checked; /* a missing file was looked for in object storage */
     bool fetching;      /* ... and the lookup runs now: events wait in `held` */
     char *fetch_err;    /* the lookup failed: held events get 503 with this */
+    struct rt_leader *leader; /* cluster: this host leads the object (leader.c) */
+    bool recovering;          /* ... and recovers it: events wait in `held` */
     /* A snapshot being copied between events (SQLite's backup API). */
     sqlite3 *snap_db;
     sqlite3_backup *snap;
@@ -73,6 +79,8 @@ struct rt_actor {
 
     uint64_t committed_lsn;
     uint64_t durable_lsn;
+    uint64_t event_round;     /* the read round the running event's outputs wait for */
+    uint64_t confirmed_round; /* the leader's confirmed read round */
     struct rt_msg *gate_head, **gate_tail;
     /* Events waiting for a full WAL to drain: its records must be durable
      * before it may be checkpointed. */
@@ -443,7 +451,7 @@ static int meta_check(struct rt_actor *a, char *err, size_t errlen)
         return DOBJ_EIO;
     }
     if (a->stamp == NULL &&
-        sqlite3_prepare_v2(a->db, "UPDATE _dobj_meta SET value = ?1 WHERE key = 'lsn'", -1, &a->stamp, NULL) !=
+        sqlite3_prepare_v2(a->db, STAMP_SQL, -1, &a->stamp, NULL) !=
             SQLITE_OK) {
         snprintf(err, errlen, "can not read the object's metadata: %s", sqlite3_errmsg(a->db));
         return DOBJ_ESQLITE;
@@ -502,6 +510,11 @@ static bool evict(struct rt_shard *s, struct rt_actor *a)
     struct rt_actors *t = s->actors;
     if (a->wal_total > 0 && !checkpoint(s, a))
         return false;
+    if (a->leader != NULL) {
+        /* Everything is durable: the next event leads anew, from this file. */
+        rt_leader_destroy(a->leader);
+        a->leader = NULL;
+    }
     if (db_close(a)) {
         sync_and_unpin(s, a);
     } else {
@@ -523,7 +536,8 @@ static void maybe_free(struct rt_actors *t, struct rt_actor *a)
 /* An actor can close its database once nothing waits on its records. */
 static bool evictable(const struct rt_actor *a)
 {
-    return a->gate_head == NULL && a->held_head == NULL && a->durable_lsn >= a->committed_lsn && a->snap == NULL;
+    return a->gate_head == NULL && a->held_head == NULL && a->durable_lsn >= a->committed_lsn && a->snap == NULL &&
+           !a->recovering;
 }
 
 /* Closes least recently used databases beyond the bound; never `current`,
@@ -568,6 +582,7 @@ static void on_idle_timer(uv_timer_t *h)
 static void gate_push(struct rt_actor *a, struct rt_msg *m)
 {
     m->gate_lsn = a->committed_lsn;
+    m->gate_round = a->event_round;
     atomic_store_explicit(&m->next, NULL, memory_order_relaxed);
     *a->gate_tail = m;
     a->gate_tail = (struct rt_msg **)&m->next;
@@ -575,7 +590,8 @@ static void gate_push(struct rt_actor *a, struct rt_msg *m)
 
 static void gate_release(struct rt_shard *s, struct rt_actor *a)
 {
-    while (a->gate_head != NULL && a->gate_head->gate_lsn <= a->durable_lsn) {
+    while (a->gate_head != NULL && a->gate_head->gate_lsn <= a->durable_lsn &&
+           a->gate_head->gate_round <= a->confirmed_round) {
         struct rt_msg *m = a->gate_head;
         a->gate_head = atomic_load_explicit(&m->next, memory_order_relaxed);
         if (a->gate_head == NULL)
@@ -598,7 +614,7 @@ static bool wal_full(const struct rt_shard *s, const struct rt_actor *a)
  * actor: nothing touches it after that. */
 static void release_held(struct rt_shard *s, struct rt_actor *a)
 {
-    while (a->held_head != NULL && !wal_full(s, a) && !a->fetching) {
+    while (a->held_head != NULL && !wal_full(s, a) && !a->fetching && !a->recovering) {
         struct rt_msg *m = a->held_head;
         a->held_head = atomic_load_explicit(&m->next, memory_order_relaxed);
         bool last = a->held_head == NULL;
@@ -742,6 +758,12 @@ static int call_handler(struct rt_actor *a, struct dobj_ctx *ctx, struct rt_even
     return DOBJ_EINVAL;
 }
 
+static void stamp_bind(struct rt_actor *a)
+{
+    sqlite3_bind_int64(a->stamp, 1, (sqlite3_int64)(a->committed_lsn + 1));
+    sqlite3_bind_int64(a->stamp, 2, a->leader != NULL ? (sqlite3_int64)rt_leader_epoch_packed(a->leader) : 0);
+}
+
 static int step_reset(sqlite3_stmt *st)
 {
     int rc = sqlite3_step(st);
@@ -767,11 +789,15 @@ static void record_submit(struct rt_shard *s, struct rt_actor *a, int64_t now_us
     rec.lsn = ++a->committed_lsn;
     rec.commit_us = now_us;
     rec.flags = flags;
+    rec.epoch = a->leader != NULL ? rt_leader_epoch_packed(a->leader) : 0;
     size_t len = wal_record_size(rec.npages, rec.page_size);
     uint8_t *buf = sdk_xmalloc(len);
     wal_record_encode(&rec, buf);
     a->wal_total = a->wal_frames;
-    rt_durable_submit(s, a, rec.lsn, buf, len);
+    if (a->leader != NULL)
+        rt_leader_append(a->leader, rec.lsn, buf, len);
+    else
+        rt_durable_submit(s, a, rec.lsn, buf, len);
 }
 
 /* After dobj_delete_all(): true if the object holds no table or view of its
@@ -796,11 +822,29 @@ static int stamp_lsn(struct rt_actor *a, char *buf, size_t buflen)
 {
     if (sqlite3_txn_state(a->db, "main") != SQLITE_TXN_WRITE)
         return 0;
-    sqlite3_bind_int64(a->stamp, 1, (sqlite3_int64)(a->committed_lsn + 1));
+    stamp_bind(a);
     if (step_reset(a->stamp) == SQLITE_DONE)
         return 0;
     snprintf(buf, buflen, "can not record the event's lsn: %s", sqlite3_errmsg(a->db));
     return DOBJ_ESQLITE;
+}
+
+/* Ends the runtime's transaction: with rv 0 commits it (the only commit
+ * allowed, see on_commit), saying in err what failed; otherwise, or when the
+ * commit fails, rolls back whatever is still open. Returns the result. */
+static int commit_or_rollback(struct rt_actor *a, int rv, const char *what, char *err, size_t errlen)
+{
+    if (rv == 0) {
+        a->committing = true;
+        if (step_reset(a->commit) != SQLITE_DONE) {
+            snprintf(err, errlen, "can not commit %s: %s", what, sqlite3_errmsg(a->db));
+            rv = DOBJ_ESQLITE;
+        }
+        a->committing = false;
+    }
+    if (rv != 0 && sqlite3_get_autocommit(a->db) == 0)
+        step_reset(a->rollback);
+    return rv;
 }
 
 /* Runs the handler inside the event's transaction. Returns the handler's
@@ -835,17 +879,11 @@ static int run_txn(struct rt_shard *s, struct rt_actor *a, struct dobj_ctx *ctx,
     }
     if (rv == 0 && (rv = stamp_lsn(a, buf, buflen)) != 0)
         *sysfail = buf;
-    a->committing = true;
-    if (rv == 0 && step_reset(a->commit) != SQLITE_DONE) {
-        snprintf(buf, buflen, "can not commit the event's transaction: %s", sqlite3_errmsg(a->db));
-        *sysfail = buf;
-        rv = DOBJ_ESQLITE;
-    }
-    a->committing = false;
-    if (rv != 0) {
-        if (sqlite3_get_autocommit(a->db) == 0)
-            step_reset(a->rollback);
-        return rv;
+    int crv = commit_or_rollback(a, rv, "the event's transaction", buf, buflen);
+    if (crv != 0) {
+        if (rv == 0)
+            *sysfail = buf; /* the commit itself failed */
+        return crv;
     }
     a->needs_init = false;
     if (a->wal_frames > 0)
@@ -939,7 +977,13 @@ static void run_event(struct rt_shard *s, struct rt_actor *a, struct rt_event *e
     } else {
         ctx_fill(&ctx, s, a, e);
         int64_t t0 = ctx.now_us;
+        uint64_t before = a->committed_lsn;
         rv = run_txn(s, a, &ctx, e, ws, &sysfail, buf, sizeof(buf));
+        /* A leader may have been replaced without knowing yet: what an event
+         * that only read answers waits for a quorum to confirm the epoch.
+         * A write's answer waits for its record, which proves as much. */
+        if (a->leader != NULL && a->committed_lsn == before)
+            a->event_round = rt_leader_read_round(a->leader);
         int64_t took = rt_now_us() - t0;
         if (took > SLOW_EVENT_US)
             RT_WARN("msg=\"slow event\" shard=%u object=%s/%s took_ms=%lld", s->id, a->cls->cls->name, a->name,
@@ -958,6 +1002,7 @@ static void run_event(struct rt_shard *s, struct rt_actor *a, struct rt_event *e
     if (e->kind == SDK_EV_WS_CLOSE)
         ws_unlink(a, ws);
     sdk_ctx_close(&ctx);
+    a->event_round = 0;
     gate_release(s, a);
 }
 
@@ -1055,9 +1100,9 @@ static int restore_apply(struct rt_shard *s, struct rt_actor *a, const char *pat
     } else {
         /* The restored image has _dobj_meta even if the live one had not. */
         if (a->stamp == NULL)
-            sqlite3_prepare_v2(a->db, "UPDATE _dobj_meta SET value = ?1 WHERE key = 'lsn'", -1, &a->stamp, NULL);
+            sqlite3_prepare_v2(a->db, STAMP_SQL, -1, &a->stamp, NULL);
         if (a->stamp != NULL)
-            sqlite3_bind_int64(a->stamp, 1, (sqlite3_int64)(a->committed_lsn + 1));
+            stamp_bind(a);
         if (a->stamp == NULL || step_reset(a->stamp) != SQLITE_DONE || a->wal_frames == 0) {
             /* The restored pages are in the WAL and can not be captured:
              * like any commit that can not be, the host stops (record_submit
@@ -1315,6 +1360,186 @@ static void fetch_start(struct rt_shard *s, struct rt_actor *a)
     uv_queue_work(&s->loop, &f->req, fetch_work, fetch_done);
 }
 
+/* ---- leading in a cluster (leader.c) -------------------------------------- */
+
+/* An event this actor can not take: 503 for a request, nothing for the rest. */
+static void refuse(struct rt_shard *s, struct rt_actor *a, struct rt_event *e, const char *why)
+{
+    if (e->kind == SDK_EV_FETCH || e->kind == SDK_EV_WS_OPEN) {
+        gate_push(a, &reply_error(e, 503, why)->msg);
+        gate_release(s, a);
+    }
+    if (e->kind != SDK_EV_WS_CLOSE)
+        rt_shard_event_done(s);
+    free(e);
+    maybe_free(s->actors, a);
+}
+
+/* The first event of an object this host does not lead yet starts its
+ * leader; false if it was refused. */
+static bool lead(struct rt_shard *s, struct rt_actor *a, struct rt_event *e)
+{
+    char why[512];
+    actor_path(s, a);
+    if (rt_leader_start(s, a, a->id, a->cls->cls->name, a->name, a->name_len, why, sizeof(why)) == 0)
+        return true;
+    refuse(s, a, e, why);
+    return false;
+}
+
+struct rt_leader **rt_actor_leader_slot(struct rt_actor *a) { return &a->leader; }
+
+void rt_actor_recovering(struct rt_actor *a)
+{
+    a->recovering = true;
+    a->confirmed_round = 0; /* the new leader's rounds start again */
+}
+
+void rt_actor_confirmed(struct rt_shard *s, struct rt_actor *a, uint64_t round)
+{
+    if (round > a->confirmed_round)
+        a->confirmed_round = round;
+    gate_release(s, a);
+}
+
+const char *rt_actor_close_for_recovery(struct rt_shard *s, struct rt_actor *a)
+{
+    actor_path(s, a);
+    if (a->db != NULL) {
+        db_close(a);
+        lru_unlink(s->actors, a);
+        s->actors->nopen--;
+    }
+    return a->path;
+}
+
+/* Fails every held event: 503 for requests. */
+static void fail_held(struct rt_shard *s, struct rt_actor *a, const char *why)
+{
+    while (a->held_head != NULL) {
+        struct rt_event *e = (struct rt_event *)a->held_head;
+        a->held_head = atomic_load_explicit(&e->msg.next, memory_order_relaxed);
+        if (a->held_head == NULL)
+            a->held_tail = &a->held_head;
+        if (e->kind == SDK_EV_FETCH || e->kind == SDK_EV_WS_OPEN)
+            gate_push(a, &reply_error(e, 503, why)->msg);
+        if (e->kind != SDK_EV_WS_CLOSE)
+            rt_shard_event_done(s);
+        free(e);
+    }
+}
+
+/* The barrier: the first record of the leader's epoch, a transaction that
+ * only stamps the next lsn. Nothing is durable before it is. */
+static int write_barrier(struct rt_shard *s, struct rt_actor *a, char *err, size_t errlen)
+{
+    if (step_reset(a->begin) != SQLITE_DONE) {
+        snprintf(err, errlen, "can not begin the barrier: %s", sqlite3_errmsg(a->db));
+        return DOBJ_ESQLITE;
+    }
+    int rv = meta_check(a, err, errlen);
+    if (rv == 0) {
+        stamp_bind(a);
+        if (step_reset(a->stamp) != SQLITE_DONE) {
+            snprintf(err, errlen, "can not stamp the barrier: %s", sqlite3_errmsg(a->db));
+            rv = DOBJ_ESQLITE;
+        }
+    }
+    a->wal_frames = 0;
+    if ((rv = commit_or_rollback(a, rv, "the barrier", err, errlen)) != 0)
+        return rv;
+    record_submit(s, a, rt_now_us(), 0);
+    return 0;
+}
+
+void rt_actor_recovered(struct rt_shard *s, struct rt_actor *a, int rv, uint64_t lsn, const char *err)
+{
+    char buf[1024];
+    a->recovering = false;
+    if (rv == 0 && (rv = activate(s, a, buf, sizeof(buf))) != 0)
+        err = buf;
+    if (rv == 0 && a->committed_lsn != lsn) {
+        snprintf(buf, sizeof(buf), "the rebuilt database holds lsn %llu, recovery chose %llu",
+                 (unsigned long long)a->committed_lsn, (unsigned long long)lsn);
+        err = buf;
+        rv = DOBJ_EIO;
+    }
+    if (rv == 0 && (rv = write_barrier(s, a, buf, sizeof(buf))) != 0)
+        err = buf;
+    if (rv != 0) {
+        char why[1200];
+        snprintf(why, sizeof(why), "the object can not be served here now: %s", err);
+        rt_actor_deposed(s, a, a->durable_lsn, why);
+        return;
+    }
+    release_held(s, a);
+}
+
+void rt_actor_deposed(struct rt_shard *s, struct rt_actor *a, uint64_t durable, const char *why)
+{
+    if (a->leader != NULL) {
+        rt_leader_destroy(a->leader);
+        a->leader = NULL;
+    }
+    a->recovering = false;
+    if (durable > a->durable_lsn)
+        a->durable_lsn = durable;
+    gate_release(s, a);
+    /* What waits for a record that will never be durable: a request gets 503,
+     * a WebSocket send is dropped. */
+    for (struct rt_msg *m = a->gate_head, *next; m != NULL; m = next) {
+        next = atomic_load_explicit(&m->next, memory_order_relaxed);
+        if (m->type == RT_MSG_REPLY) {
+            struct rt_reply *r = (struct rt_reply *)m;
+            struct sdk_buf b = {0};
+            sdk_buf_json_error(&b, why);
+            free(r->body);
+            free(r->headers);
+            r->status = 503;
+            r->ws_accept = false;
+            r->body = sdk_buf_steal(&b, &r->body_len);
+            static const char ct[] = "content-type\0application/json";
+            r->headers = sdk_xstrndup(ct, sizeof(ct));
+            r->headers_len = sizeof(ct);
+            m->gate_lsn = 0;
+            m->gate_round = 0;
+        } else {
+            m->gate_lsn = UINT64_MAX; /* marked: dropped below */
+        }
+    }
+    struct rt_msg **pp = &a->gate_head;
+    while (*pp != NULL) {
+        struct rt_msg *m = *pp;
+        if (m->gate_lsn == UINT64_MAX) {
+            *pp = atomic_load_explicit(&m->next, memory_order_relaxed);
+            rt_msg_free(m);
+        } else {
+            pp = (struct rt_msg **)&m->next;
+        }
+    }
+    a->gate_tail = pp;
+    gate_release(s, a);
+    fail_held(s, a, why);
+    gate_release(s, a);
+    /* The file may hold writes that are not durable: the next leader
+     * rebuilds it from durable state. */
+    actor_path(s, a);
+    if (a->db != NULL) {
+        if (a->snap != NULL)
+            snap_end(s, a, false);
+        db_close(a);
+        lru_unlink(s->actors, a);
+        s->actors->nopen--;
+    }
+    unlink(a->path);
+    a->committed_lsn = a->durable_lsn = 0;
+    a->wal_total = 0;
+    a->needs_init = true;
+    RT_WARN("msg=\"leader stepped down\" shard=%u object=%s/%s why=\"%s\"", s->id, a->cls->cls->name, a->name,
+            why);
+    maybe_free(s->actors, a);
+}
+
 void rt_actors_on_event(struct rt_shard *s, struct rt_event *e)
 {
     struct rt_actors *t = s->actors;
@@ -1328,13 +1553,15 @@ void rt_actors_on_event(struct rt_shard *s, struct rt_event *e)
     }
     if (a == NULL)
         a = table_add(t, e);
+    if (rt_cluster_enabled() && a->leader == NULL && !a->recovering && !s->stopping && !lead(s, a, e))
+        return;
     if (a->fetch_err != NULL && a->held_head == NULL && !a->fetching) {
         /* The events of the failed lookup have had their 503: try again. */
         free(a->fetch_err);
         a->fetch_err = NULL;
     }
-    bool fetch = !a->fetching && a->held_head == NULL && needs_fetch(s, a);
-    if (fetch || a->fetching || a->held_head != NULL || wal_full(s, a)) {
+    bool fetch = !rt_cluster_enabled() && !a->fetching && a->held_head == NULL && needs_fetch(s, a);
+    if (fetch || a->fetching || a->recovering || a->held_head != NULL || wal_full(s, a)) {
         atomic_store_explicit(&e->msg.next, NULL, memory_order_relaxed);
         *a->held_tail = &e->msg;
         a->held_tail = (struct rt_msg **)&e->msg.next;

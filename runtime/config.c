@@ -18,18 +18,18 @@ enum opt_type { OPT_LISTEN, OPT_STR, OPT_UINT, OPT_SIZE, OPT_CLASS, OPT_LOG, OPT
 struct opt {
     const char *name;
     enum opt_type type;
-    size_t offset;
+    size_t offset, size; /* of the field in struct rt_config */
     uint64_t min, max;
     const char *help;
 };
 
-#define OFF(f) offsetof(struct rt_config, f)
+#define OFF(f) offsetof(struct rt_config, f), sizeof(((struct rt_config *)0)->f)
 
 static const struct opt opts[] = {
-    {"listen", OPT_LISTEN, 0, 0, 0, "HOST:PORT to serve HTTP and WebSocket on (127.0.0.1:8080)"},
+    {"listen", OPT_LISTEN, 0, 0, 0, 0, "HOST:PORT to serve HTTP and WebSocket on (127.0.0.1:8080)"},
     {"data", OPT_STR, OFF(data_dir), 0, 0, "data directory (./data)"},
     {"shards", OPT_UINT, OFF(shards), 1, 256, "shard threads (number of cores)"},
-    {"class", OPT_CLASS, 0, 0, 0, "a class library to load (repeatable)"},
+    {"class", OPT_CLASS, 0, 0, 0, 0, "a class library to load (repeatable)"},
     {"max_body", OPT_SIZE, OFF(max_body), 0, 1ull << 30, "request body limit in bytes, K/M suffixes (1M)"},
     {"idle_timeout_ms", OPT_UINT, OFF(idle_timeout_ms), 1, 86400000ull * 365,
      "close an idle object's database after this (30000)"},
@@ -59,6 +59,20 @@ static const struct opt opts[] = {
      "cut an object's upload segment past this many record bytes (16M)"},
     {"segment_interval_ms", OPT_UINT, OFF(segment_interval_ms), 10, 86400000,
      "or this long after its first record (10000)"},
+    {"cluster", OPT_STR, OFF(cluster_file), 0, 0,
+     "cluster file (router/router.h): run as one host of a cluster (none: a single host)"},
+    {"host_id", OPT_UINT, OFF(host_id), 1, 65535, "this host's id in the cluster file"},
+    {"cluster_secret", OPT_STR, OFF(cluster_secret), 0, 0,
+     "the peers' shared secret ($DOBJ_CLUSTER_SECRET, or the cluster file's secret line)"},
+    {"replicas", OPT_UINT, OFF(replicas), 1, 16, "replica hosts per object in a cluster (5)"},
+    {"quorum", OPT_UINT, OFF(quorum), 1, 16, "replicas that must have a write before it is acknowledged (3)"},
+    {"commit_timeout_ms", OPT_UINT, OFF(commit_timeout_ms), 10, 600000,
+     "a write without a quorum this long fails with 503 and the object's leader steps down (5000)"},
+    {"peer_heartbeat_ms", OPT_UINT, OFF(peer_heartbeat_ms), 5, 60000, "heartbeat on idle peer connections (100)"},
+    {"peer_dead_ms", OPT_UINT, OFF(peer_dead_ms), 20, 600000,
+     "close and redial a peer connection silent this long (1000)"},
+    {"replica_upload_timeout_ms", OPT_UINT, OFF(replica_upload_timeout_ms), 100, 86400000,
+     "a replica uploads committed records the leader has not confirmed in storage after this (60000)"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -78,6 +92,12 @@ static void defaults(struct rt_config *c)
     c->max_inflight = 65536;
     c->log_level = RT_LOG_INFO;
     c->journal_segment_bytes = 64ull << 20;
+    c->replicas = 5;
+    c->quorum = 3;
+    c->commit_timeout_ms = 5000;
+    c->peer_heartbeat_ms = 100;
+    c->peer_dead_ms = 1000;
+    c->replica_upload_timeout_ms = 60000;
     c->segment_bytes = 16ull << 20;
     c->segment_interval_ms = 10000;
     c->store_timeout_ms = 30000;
@@ -194,15 +214,12 @@ static int opt_set(struct rt_config *c, const struct opt *o, const char *v, char
                      (unsigned long long)o->max);
             return -1;
         }
-        if (o->offset == OFF(shards) || o->offset == OFF(max_open) || o->offset == OFF(max_inflight) ||
-            o->offset == OFF(store_timeout_ms))
+        if (o->size == sizeof(unsigned))
             *(unsigned *)(base + o->offset) = (unsigned)n;
-        else if (o->offset == OFF(idle_timeout_ms) || o->offset == OFF(journal_segment_bytes) ||
-                 o->offset == OFF(segment_bytes) || o->offset == OFF(segment_interval_ms) ||
-                 o->offset == OFF(snapshot_min_bytes))
+        else if (o->size == sizeof(uint64_t))
             *(uint64_t *)(base + o->offset) = n;
         else
-            *(size_t *)(base + o->offset) = (size_t)n;
+            abort(); /* a field of another width: the table is wrong */
         return 0;
     }
     return -1;
@@ -299,6 +316,50 @@ static int load_flags(struct rt_config *c, int argc, char **argv, bool config_pa
     return 0;
 }
 
+/* The cluster options hang together: checked once all are read. */
+static int cluster_check(struct rt_config *c, bool store_defaulted, char *err, size_t errlen)
+{
+    char why[400];
+    if (repl_quorum_check(c->replicas, c->quorum, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "options 'replicas' and 'quorum': %s", why);
+        return DOBJ_ECONFIG;
+    }
+    if (c->cluster_file == NULL)
+        return 0;
+    if (store_defaulted) {
+        snprintf(err, errlen, "option 'store': a cluster's hosts share one object storage (s3://BUCKET/PREFIX, "
+                              "file:///SHARED/DIR, or none); the default file://DATA/store is one host's own");
+        return DOBJ_ECONFIG;
+    }
+    c->cluster = sdk_xcalloc(1, sizeof(*c->cluster));
+    if (router_cluster_load(c->cluster, c->cluster_file, err, errlen) != 0)
+        return DOBJ_ECONFIG;
+    if (c->host_id == 0 || router_host_find(c->cluster, c->host_id) == NULL) {
+        snprintf(err, errlen, "option 'host_id': %s in the cluster file %s",
+                 c->host_id == 0 ? "required with 'cluster': this host's id" : "not", c->cluster_file);
+        return DOBJ_ECONFIG;
+    }
+    if (c->cluster->nhosts < c->replicas) {
+        snprintf(err, errlen, "option 'replicas': %u replicas need at least %u hosts; the cluster file %s lists %u",
+                 c->replicas, c->replicas, c->cluster_file, c->cluster->nhosts);
+        return DOBJ_ECONFIG;
+    }
+    if (c->cluster_secret == NULL && getenv("DOBJ_CLUSTER_SECRET") != NULL)
+        c->cluster_secret = sdk_xstrdup(getenv("DOBJ_CLUSTER_SECRET"));
+    if (c->cluster_secret == NULL && c->cluster->secret[0] != '\0')
+        c->cluster_secret = sdk_xstrdup(c->cluster->secret);
+    if (c->cluster_secret == NULL || strlen(c->cluster_secret) < 8) {
+        snprintf(err, errlen, "option 'cluster_secret': a cluster needs a shared secret of at least 8 bytes "
+                              "(--cluster-secret, $DOBJ_CLUSTER_SECRET or a 'secret' line in the cluster file)");
+        return DOBJ_ECONFIG;
+    }
+    const struct router_host *me = router_host_find(c->cluster, c->host_id);
+    free(c->listen_host);
+    c->listen_host = sdk_xstrdup(me->client_host);
+    c->listen_port = me->client_port;
+    return 0;
+}
+
 int rt_config_load(struct rt_config *c, int argc, char **argv, char *err, size_t errlen)
 {
     defaults(c);
@@ -306,11 +367,14 @@ int rt_config_load(struct rt_config *c, int argc, char **argv, char *err, size_t
     int rv = load_flags(c, argc, argv, true, err, errlen);
     if (rv == 0)
         rv = load_flags(c, argc, argv, false, err, errlen);
+    bool store_defaulted = c->store_url == NULL;
     if (rv == 0 && c->store_url == NULL) {
         size_t n = strlen(c->data_dir) + 32;
         c->store_url = sdk_xmalloc(n);
         snprintf(c->store_url, n, "file://%s/store", c->data_dir);
     }
+    if (rv == 0)
+        rv = cluster_check(c, store_defaulted, err, errlen);
     if (rv != 0)
         rt_config_close(c);
     return rv;
@@ -325,6 +389,9 @@ void rt_config_close(struct rt_config *c)
     free(c->store_region);
     free(c->store_access_key);
     free(c->store_secret_key);
+    free(c->cluster_file);
+    free(c->cluster_secret);
+    free(c->cluster);
     for (unsigned i = 0; i < c->nclasses; i++)
         free(c->classes[i]);
     memset(c, 0, sizeof(*c));

@@ -64,6 +64,12 @@ static void on_journal_done(void *arg, unsigned route, struct repl_entry *list)
 static void on_uploaded(void *arg, const uint8_t id[WAL_OBJECT_ID_BYTES], uint64_t lsn, uint32_t *tags, size_t ntags)
 {
     (void)arg;
+    if (rt_host.config->cluster != NULL) {
+        /* No host journal: the leader tells the replicas instead. */
+        free(tags);
+        rt_cluster_uploaded(id, lsn);
+        return;
+    }
     struct wal_record r = {.lsn = lsn, .page_size = 4096, .flags = WAL_REC_UPLOADED, .commit_us = rt_now_us()};
     memcpy(r.object_id, id, sizeof(r.object_id));
     size_t len = wal_record_size(0, r.page_size);
@@ -133,7 +139,8 @@ int rt_durable_start(struct rt_config *c, uint32_t first_segment, uint32_t keep_
         .done_cb = on_journal_done,
         .done_arg = NULL,
     };
-    int rv = repl_journal_create(&rt_host.journal, &jc, first_segment, keep_from, err, errlen);
+    /* In a cluster the replicas are the durability point (cluster.c). */
+    int rv = c->cluster != NULL ? 0 : repl_journal_create(&rt_host.journal, &jc, first_segment, keep_from, err, errlen);
     if (rv != 0 || strcmp(c->store_url, "none") == 0)
         return rv;
     struct wal_upload_config uc = {
@@ -145,7 +152,7 @@ int rt_durable_start(struct rt_config *c, uint32_t first_segment, uint32_t keep_
         .snapshot_min_bytes = c->snapshot_min_bytes,
     };
     rv = wal_uploader_start(&rt_host.uploader, &uc, err, errlen);
-    if (rv != 0) {
+    if (rv != 0 && rt_host.journal != NULL) {
         repl_journal_stop(rt_host.journal);
         repl_journal_destroy(rt_host.journal);
         rt_host.journal = NULL;
@@ -205,7 +212,8 @@ void rt_durable_upload(const char *cls, const char *name, size_t name_len, uint8
         free(rec);
         return;
     }
-    repl_journal_pin(rt_host.journal, segment);
+    if (segment != UINT32_MAX) /* a journal segment: pinned until uploaded */
+        repl_journal_pin(rt_host.journal, segment);
     wal_uploader_submit(rt_host.uploader, cls, name, name_len, rec, len, segment);
 }
 

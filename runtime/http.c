@@ -357,6 +357,25 @@ static int on_metrics(h2o_req_t *req)
                        (unsigned long long)up.records_uploaded, (unsigned long long)up.records_pending,
                        (unsigned long long)up.segments_uploaded, (unsigned long long)up.bytes_uploaded,
                        (unsigned long long)up.failures, (unsigned long long)up.snapshots, (double)up.lag_us / 1e6, up.store_down ? 1 : 0);
+    if (rt_cluster_enabled()) {
+        struct rt_cluster_stats cs;
+        rt_cluster_stats(&cs);
+        sdk_buf_printf(&b,
+                       "# TYPE dobj_peer_connected gauge\ndobj_peer_connected %u\n"
+                       "# TYPE dobj_peer_messages_out_total counter\ndobj_peer_messages_out_total %llu\n"
+                       "# TYPE dobj_peer_messages_in_total counter\ndobj_peer_messages_in_total %llu\n"
+                       "# TYPE dobj_peer_bytes_out_total counter\ndobj_peer_bytes_out_total %llu\n"
+                       "# TYPE dobj_peer_dropped_total counter\ndobj_peer_dropped_total %llu\n"
+                       "# TYPE dobj_peer_auth_failures_total counter\ndobj_peer_auth_failures_total %llu\n"
+                       "# TYPE dobj_peer_bad_frames_total counter\ndobj_peer_bad_frames_total %llu\n"
+                       "# TYPE dobj_replica_journal_writes_total counter\ndobj_replica_journal_writes_total %llu\n"
+                       "# TYPE dobj_replica_checkpoints_total counter\ndobj_replica_checkpoints_total %llu\n",
+                       cs.peers.connected_out, (unsigned long long)cs.peers.msgs_out,
+                       (unsigned long long)cs.peers.msgs_in, (unsigned long long)cs.peers.bytes_out,
+                       (unsigned long long)(cs.peers.dropped + cs.dropped_msgs),
+                       (unsigned long long)cs.peers.auth_failures, (unsigned long long)cs.peers.bad_frames,
+                       (unsigned long long)cs.replica_ops, (unsigned long long)cs.checkpoints);
+    }
     static const char ct[] = "content-type\0text/plain; version=0.0.4";
     respond(req, 200, ct, sizeof(ct), b.data, b.len);
     sdk_buf_close(&b);

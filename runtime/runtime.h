@@ -30,6 +30,7 @@
 #include "sdk.h"
 #include "sdk_util.h"
 #include "replicate.h"
+#include "router.h"
 #include "wal.h"
 
 /* ---- logging ----------------------------------------------------------- */
@@ -76,6 +77,13 @@ struct rt_config {
     unsigned store_timeout_ms;
     uint64_t segment_bytes, segment_interval_ms;
     uint64_t snapshot_min_bytes;
+    /* A cluster (cluster_file set): this host, its peers, the quorum. */
+    char *cluster_file;
+    char *cluster_secret;
+    unsigned host_id;
+    unsigned replicas, quorum;
+    uint64_t commit_timeout_ms, peer_heartbeat_ms, peer_dead_ms, replica_upload_timeout_ms;
+    struct router_cluster *cluster; /* loaded from cluster_file */
 };
 
 /* Fills defaults, then the config file named by --config (if any), then the
@@ -131,6 +139,8 @@ enum rt_msg_type {
     RT_MSG_STOP,    /* main -> shard: stop taking requests, then ack */
     RT_MSG_FINISH,  /* main -> shard: the journal is drained; close everything */
     RT_MSG_SNAPSHOT, /* uploader -> object shard: take a snapshot of an object */
+    RT_MSG_REPL,     /* cluster -> leader's shard: a replica's answer */
+    RT_MSG_UPLOADED, /* uploader -> leader's shard: records in object storage */
 };
 
 struct rt_msg {
@@ -138,6 +148,7 @@ struct rt_msg {
     enum rt_msg_type type;
     unsigned dest;     /* shard the message goes to once released */
     uint64_t gate_lsn; /* released once the actor's durable lsn reaches this */
+    uint64_t gate_round; /* and (a read in a cluster) its leader's confirmed read round */
 };
 
 struct rt_wait; /* a front's waiting request, opaque to other shards */
@@ -191,6 +202,17 @@ struct rt_snapshot_msg {
     char name[];
 };
 
+struct rt_repl_msg {
+    struct rt_msg msg;
+    struct repl_msg m; /* owned: repl_msg_release */
+};
+
+struct rt_uploaded_msg {
+    struct rt_msg msg;
+    uint8_t id[16];
+    uint64_t lsn;
+};
+
 struct rt_durable_msg {
     struct rt_msg msg;
     struct repl_entry *list; /* owned */
@@ -218,6 +240,10 @@ struct rt_shard {
     struct rt_actors *actors;
     struct rt_front *front;
     const struct rt_config *config;
+    struct rt_leader *leaders; /* cluster: this shard's objects' leaders */
+    uv_timer_t leader_timer;
+    uv_check_t round_check; /* sends the records and read rounds of a loop turn */
+    struct rt_leader *leaders_dirty; /* the leaders with something for round_check */
 };
 
 struct rt_host {
@@ -358,5 +384,63 @@ int rt_parse_rfc3339(const char *s, int64_t *out_us);
 /* ---- time -------------------------------------------------------------- */
 
 int64_t rt_now_us(void);
+
+/* ---- a cluster (cluster.c: the replication thread; leader.c: the shards) */
+
+struct rt_leader;
+
+struct rt_cluster_stats {
+    struct repl_peers_stats peers;
+    uint64_t replica_ops, dropped_msgs, checkpoints;
+};
+
+bool rt_cluster_enabled(void);
+int rt_cluster_start(const struct rt_config *c, char *err, size_t errlen);
+void rt_cluster_stop(void);
+void rt_cluster_destroy(void);
+void rt_cluster_stats(struct rt_cluster_stats *out);
+/* The object's replica set (config replicas ids), its preferred leader, and
+ * whether this host may lead it (ranks 0..replicas). */
+int rt_cluster_place(const uint8_t id[16], uint32_t *replicas, uint32_t *leader, bool *candidate);
+/* A new epoch above `seen`, never used by this host before. Thread-safe. */
+struct repl_epoch rt_cluster_epoch(struct repl_epoch seen);
+uint64_t rt_cluster_epoch_pack(struct repl_epoch e);
+void rt_cluster_send(const struct repl_msg *m);
+void rt_cluster_register(const uint8_t id[16], unsigned shard, struct rt_leader *l);
+void rt_cluster_unregister(const uint8_t id[16], struct rt_leader *l);
+struct rt_leader *rt_cluster_leader_of(const uint8_t id[16], unsigned shard);
+
+/* leader.c, on the object's shard. */
+void rt_leaders_start(struct rt_shard *s);
+void rt_leaders_stop(struct rt_shard *s);
+/* Starts leading `a` (recovery); its events wait until it serves. Returns 0,
+ * or -1 with `why` when this host may not lead the object. */
+int rt_leader_start(struct rt_shard *s, struct rt_actor *a, const uint8_t id[16], const char *cls,
+                    const char *name, size_t name_len, char *why, size_t whylen);
+/* Lets go of a leader whose records are all durable (its actor closes). */
+void rt_leader_destroy(struct rt_leader *l);
+int rt_leader_append(struct rt_leader *l, uint64_t lsn, uint8_t *rec, size_t len);
+uint64_t rt_leader_epoch_packed(const struct rt_leader *l);
+/* The read round a read-only event's outputs wait for: one started at the end
+ * of this loop turn, after every read in it. */
+uint64_t rt_leader_read_round(struct rt_leader *l);
+void rt_leader_on_msg(struct rt_shard *s, struct rt_repl_msg *m);
+void rt_leader_on_uploaded(struct rt_shard *s, struct rt_uploaded_msg *m);
+void rt_cluster_uploaded(const uint8_t id[16], uint64_t lsn);
+void rt_cluster_replica_uploaded(const uint8_t id[16], uint64_t lsn);
+
+/* actor.c's side of a leader. */
+/* Recovery chose the durable state (records up to `lsn`, the file at `path`
+ * built): open it and write the barrier; rv != 0: the held events fail. */
+void rt_actor_recovered(struct rt_shard *s, struct rt_actor *a, int rv, uint64_t lsn, const char *err);
+/* The leader lost its epoch or its quorum: outputs not durable get 503, the
+ * file is discarded. */
+void rt_actor_deposed(struct rt_shard *s, struct rt_actor *a, uint64_t durable, const char *why);
+struct rt_leader **rt_actor_leader_slot(struct rt_actor *a);
+/* Closes the actor's database before recovery rebuilds its file. */
+const char *rt_actor_close_for_recovery(struct rt_shard *s, struct rt_actor *a);
+void rt_actor_recovering(struct rt_actor *a);
+/* Reads up to this round may answer. */
+void rt_actor_confirmed(struct rt_shard *s, struct rt_actor *a, uint64_t round);
 
 #endif /* RUNTIME_H */

@@ -30,6 +30,9 @@ void rt_msg_free(struct rt_msg *m)
     case RT_MSG_WS_OUT:
         free(((struct rt_ws_out *)m)->out);
         break;
+    case RT_MSG_REPL:
+        repl_msg_release(&((struct rt_repl_msg *)m)->m);
+        break;
     case RT_MSG_DURABLE:
         /* Never dropped: it carries the journal's answers. */
         RT_ERROR("msg=\"bug: a journal answer was freed unread\"");
@@ -66,8 +69,15 @@ static void dispatch(struct rt_shard *s, struct rt_msg *m)
     case RT_MSG_SNAPSHOT:
         rt_actors_on_snapshot(s, (struct rt_snapshot_msg *)m);
         break;
+    case RT_MSG_REPL:
+        rt_leader_on_msg(s, (struct rt_repl_msg *)m);
+        break;
+    case RT_MSG_UPLOADED:
+        rt_leader_on_uploaded(s, (struct rt_uploaded_msg *)m);
+        break;
     case RT_MSG_FINISH:
         free(m);
+        rt_leaders_stop(s);
         rt_actors_stop(s);
         uv_stop(&s->loop);
         break;
@@ -164,6 +174,7 @@ static int shard_init(struct rt_shard *s, unsigned id, char *err, size_t errlen)
     uv_idle_init(&s->loop, &s->local_idle);
     s->local_idle.data = s;
     rt_actors_start(s);
+    rt_leaders_start(s);
     return rt_front_start(s, err, errlen);
 }
 
@@ -208,15 +219,24 @@ int rt_host_run(struct rt_config *c)
     }
     uint32_t first_segment = 1, keep_from = 1;
     int64_t t0 = rt_now_us();
-    if (rt_recover(c, &first_segment, &keep_from, err, sizeof(err)) != 0) {
-        fprintf(stderr, "dobj: %s\n", err);
-        return 1;
-    }
-    RT_INFO("msg=\"recovered\" took_ms=%lld", (long long)((rt_now_us() - t0) / 1000));
-    if (rt_durable_start(c, first_segment, keep_from, err, sizeof(err)) != 0 ||
-        rt_recover_uploads(c, err, sizeof(err)) != 0) {
-        fprintf(stderr, "dobj: %s\n", err);
-        return 1;
+    if (c->cluster != NULL) {
+        /* A cluster host: the replica journal is read back instead, and the
+         * objects' files are rebuilt by their leaders (cluster.c). */
+        if (rt_durable_start(c, 1, 1, err, sizeof(err)) != 0 || rt_cluster_start(c, err, sizeof(err)) != 0) {
+            fprintf(stderr, "dobj: %s\n", err);
+            return 1;
+        }
+    } else {
+        if (rt_recover(c, &first_segment, &keep_from, err, sizeof(err)) != 0) {
+            fprintf(stderr, "dobj: %s\n", err);
+            return 1;
+        }
+        RT_INFO("msg=\"recovered\" took_ms=%lld", (long long)((rt_now_us() - t0) / 1000));
+        if (rt_durable_start(c, first_segment, keep_from, err, sizeof(err)) != 0 ||
+            rt_recover_uploads(c, err, sizeof(err)) != 0) {
+            fprintf(stderr, "dobj: %s\n", err);
+            return 1;
+        }
     }
     uv_sem_init(&rt_host.stopped, 0);
     /* Listeners bind here, before any thread starts, so a busy port is an
@@ -246,6 +266,8 @@ int rt_host_run(struct rt_config *c)
     post_all(RT_MSG_FINISH);
     for (unsigned i = 0; i < c->shards; i++)
         uv_thread_join(&rt_host.shards[i].thread);
+    rt_cluster_stop();
+    rt_cluster_destroy();
     rt_durable_destroy();
     RT_INFO("msg=\"stopped\"");
     return 0;

@@ -126,6 +126,16 @@ void wal_capture_close(struct wal_capture *c);
  */
 int wal_capture_commit(struct wal_capture *c, uint32_t wal_frames, struct wal_record *r, char *err, size_t errlen);
 
+/* A record as it travels between hosts in a cluster: one zstd frame (level
+ * 1) of the encoded record. Page images of small rows are mostly zeros: a
+ * counter's write shrinks about fortyfold. pack writes at most
+ * wal_record_pack_bound(len) bytes into out and returns how many; unpack
+ * checks the frame's size against WAL_RECORD_BYTES_MAX and returns 0 with
+ * *out owned by the caller, or -EINVAL. */
+size_t wal_record_pack_bound(size_t len);
+size_t wal_record_pack(const uint8_t *rec, size_t len, uint8_t *out, size_t cap);
+int wal_record_unpack(const uint8_t *p, size_t len, uint8_t **out, size_t *out_len);
+
 /* ---- apply ------------------------------------------------------------ */
 
 /*

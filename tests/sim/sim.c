@@ -54,8 +54,9 @@ static bool chance(double p) { return (double)(rnd() >> 11) / (double)(1ull << 5
 /* ---- the world ---------------------------------------------------------- */
 
 struct params {
-    double drop, dup, crash, restart, partition, heal, lead, write, upload;
+    double drop, dup, crash, restart, partition, split, heal, lead, write, read, upload;
     unsigned delay_max, sync_max;
+    unsigned window; /* a client's writes in flight per leader: closed loop */
 };
 
 struct jop { /* one journal write, deep-copied */
@@ -80,12 +81,20 @@ struct host {
     bool up_blocked[NHOSTS]; /* partition: links cut */
 };
 
+/* A read: the leader's state when it was made, released once both its
+ * records are durable and a read round begun after it is confirmed. */
+struct read {
+    uint64_t round, last, acked_before;
+};
+
 struct inst {
     struct host *h;
     uint64_t id;
     struct repl_leader *l;
-    bool deposed, active;
-    uint64_t acked_to;
+    bool deposed, barrier_due;
+    uint64_t acked_to, durable, confirmed;
+    struct read reads[32];
+    unsigned nreads;
 };
 
 struct netmsg {
@@ -120,7 +129,7 @@ static bool failed;
 
 /* What the seeds exercised, printed at the end: proof the runs are not empty. */
 static struct {
-    uint64_t acked, recoveries, deposed_epoch, deposed_timeout, crashes, lost_writes, dropped, duplicated;
+    uint64_t reads, acked, recoveries, deposed_epoch, deposed_timeout, crashes, lost_writes, dropped, duplicated;
     uint64_t replica_uploads, resets, truncations;
 } stats;
 
@@ -342,13 +351,45 @@ static void on_recovered(void *arg, uint64_t base, struct repl_epoch base_origin
             fail("leader on host %u recovered other bytes at acknowledged lsn %" PRIu64, in->h->id, lsn);
     }
     in->acked_to = base;
+    in->barrier_due = true; /* appended a little later, as the runtime's is */
     stats.recoveries++;
 }
 
-static struct repl_rec *on_barrier(void *arg, uint64_t lsn, struct repl_epoch e)
+/* Releases the reads that may answer, checking each saw every record
+ * acknowledged before it was made. */
+static void reads_release(struct inst *in)
 {
-    (void)arg;
-    return make_rec(lsn, e, 'B');
+    unsigned k = 0;
+    for (unsigned i = 0; i < in->nreads; i++) {
+        struct read *r = &in->reads[i];
+        if (r->round > in->confirmed || r->last > in->durable) {
+            in->reads[k++] = *r;
+            continue;
+        }
+        stats.reads++;
+        if (r->acked_before > r->last) {
+            fail("host %u released a stale read: its state ends at lsn %" PRIu64 ", lsn %" PRIu64
+                 " was acknowledged before the read", in->h->id, r->last, r->acked_before);
+            return;
+        }
+        for (uint64_t x = 1; x <= r->acked_before; x++) {
+            struct repl_rec *have = repl_leader_record(in->l, x);
+            if (have != NULL && W.acked[x] != NULL && !same(have, W.acked[x])) {
+                fail("host %u released a read whose lsn %" PRIu64 " differs from the acknowledged one", in->h->id, x);
+                return;
+            }
+        }
+    }
+    in->nreads = k;
+}
+
+static void on_confirmed(void *arg, uint64_t round)
+{
+    struct inst *in = arg;
+    if (in->deposed)
+        fail("deposed leader on host %u confirmed read round %" PRIu64, in->h->id, round);
+    in->confirmed = round;
+    reads_release(in);
 }
 
 static void on_durable(void *arg, uint64_t lsn)
@@ -380,6 +421,8 @@ static void on_durable(void *arg, uint64_t lsn)
     }
     if (lsn > in->acked_to)
         in->acked_to = lsn;
+    in->durable = lsn;
+    reads_release(in);
 }
 
 static void on_deposed(void *arg, enum repl_depose_reason why, struct repl_epoch higher)
@@ -397,7 +440,8 @@ static void on_deposed(void *arg, enum repl_depose_reason why, struct repl_epoch
 }
 
 static const struct repl_leader_io leader_io = {
-    .send = on_send, .recovered = on_recovered, .barrier = on_barrier, .durable = on_durable, .deposed = on_deposed};
+    .send = on_send, .recovered = on_recovered, .durable = on_durable, .confirmed = on_confirmed,
+    .deposed = on_deposed};
 
 static void leader_drop(struct host *h)
 {
@@ -596,6 +640,23 @@ static void step_faults(void)
             vlog("link %u -> %u cut", a, b);
         }
     }
+    if (chance(p->split)) {
+        /* Two sides: a minority of 1..3 hosts cut off from the rest, the way
+         * a switch or a firewall splits a cluster. */
+        bool side[NHOSTS] = {0};
+        unsigned n = 1 + (unsigned)rnd_below(3);
+        for (unsigned k = 0; k < n; k++)
+            side[rnd_below(NHOSTS)] = true;
+        for (unsigned a = 0; a < NHOSTS; a++)
+            for (unsigned b = 0; b < NHOSTS; b++)
+                if (side[a] != side[b])
+                    W.hosts[a].up_blocked[b] = true;
+        vlog("cluster split");
+        /* Someone on the other side of the old leader may take over. */
+        struct host *h = &W.hosts[rnd_below(NHOSTS)];
+        if (h->up)
+            leader_start(h);
+    }
     if (chance(p->heal))
         for (unsigned i = 0; i < NHOSTS; i++)
             memset(W.hosts[i].up_blocked, 0, sizeof(W.hosts[i].up_blocked));
@@ -636,8 +697,22 @@ static void step_leaders(void)
             continue;
         struct repl_leader_info li;
         repl_leader_get_info(in->l, &li);
-        if (li.state == REPL_LEADER_ACTIVE && chance(W.p.write) && li.last < LSN_MAX - 64)
+        if (li.state == REPL_LEADER_ACTIVE && in->barrier_due) {
+            if (chance(0.3)) {
+                in->barrier_due = false;
+                repl_leader_append(in->l, make_rec(li.last + 1, li.epoch, 'B'), W.now);
+                repl_leader_flush(in->l, W.now);
+            }
+        } else if (li.state == REPL_LEADER_ACTIVE && chance(W.p.write) && li.last < LSN_MAX - 64 &&
+                   li.last - li.durable < W.p.window) {
             repl_leader_append(in->l, make_rec(li.last + 1, li.epoch, 'W'), W.now);
+            if (chance(0.7)) /* sometimes a batch of two or more */
+                repl_leader_flush(in->l, W.now);
+        } else if (li.state == REPL_LEADER_ACTIVE && chance(W.p.read) && in->nreads < 32) {
+            struct read r = {.last = li.last, .acked_before = W.max_acked};
+            r.round = repl_leader_read_round(in->l, W.now);
+            in->reads[in->nreads++] = r;
+        }
         if (!in->deposed && chance(W.p.upload))
             leader_upload(in);
     }
@@ -700,9 +775,13 @@ static void world_init(uint64_t seed)
     p->crash = (double)rnd_below(30) / 10000;
     p->restart = 0.002 + (double)rnd_below(20) / 1000;
     p->partition = (double)rnd_below(20) / 10000;
+    p->split = (double)rnd_below(10) / 10000;
     p->heal = 0.001 + (double)rnd_below(10) / 1000;
     p->lead = (double)rnd_below(20) / 10000;
-    p->write = 0.05 + (double)rnd_below(500) / 1000;
+    /* from one write every few hundred steps to one every other step */
+    p->write = 0.5 / (double)(1u << rnd_below(8));
+    p->read = 0.5 / (double)(1u << rnd_below(6));
+    p->window = 1 + (unsigned)rnd_below(16);
     p->upload = (double)rnd_below(50) / 1000;
     for (unsigned i = 0; i < NHOSTS; i++) {
         struct host *h = &W.hosts[i];
@@ -755,6 +834,8 @@ static void heal(void)
     W.p.delay_max = 5;
     W.p.sync_max = 3;
     W.p.write = 0.3;
+    W.p.read = 0.1;
+    W.p.window = 16;
     W.p.upload = 0.01;
     for (unsigned i = 0; i < NHOSTS; i++) {
         struct host *h = &W.hosts[i];
@@ -837,11 +918,11 @@ int main(int argc, char **argv)
     }
     printf("sim: %" PRIu64 " seeds (%" PRIu64 "..%" PRIu64 "), %" PRIu64 " steps each: every invariant held\n", seeds,
            from, from + seeds - 1, steps);
-    printf("sim: %" PRIu64 " records acknowledged, %" PRIu64 " recoveries, %" PRIu64 " leaders deposed by an epoch"
+    printf("sim: %" PRIu64 " reads released, %" PRIu64 " records acknowledged, %" PRIu64 " recoveries, %" PRIu64 " leaders deposed by an epoch"
            " and %" PRIu64 " by a timeout, %" PRIu64 " crashes losing %" PRIu64 " unsynced journal writes,"
            " %" PRIu64 " messages dropped and %" PRIu64 " duplicated, %" PRIu64 " uploads by replicas,"
            " %" PRIu64 " replica logs reset to storage, %" PRIu64 " conflicting suffixes cut\n",
-           stats.acked, stats.recoveries, stats.deposed_epoch, stats.deposed_timeout, stats.crashes,
+           stats.reads, stats.acked, stats.recoveries, stats.deposed_epoch, stats.deposed_timeout, stats.crashes,
            stats.lost_writes, stats.dropped, stats.duplicated, stats.replica_uploads, stats.resets,
            stats.truncations);
     return 0;

@@ -26,8 +26,8 @@ import websocket
 # Traffic must never go through a proxy, whatever the environment says.
 for _var in ("NO_PROXY", "no_proxy"):
     _cur = os.environ.get(_var, "")
-    if "127.0.0.1" not in _cur:
-        os.environ[_var] = ",".join(x for x in (_cur, "127.0.0.1", "localhost") if x)
+    if "127.0.0.0/8" not in _cur:
+        os.environ[_var] = ",".join(x for x in (_cur, "127.0.0.1", "127.0.0.0/8", "localhost") if x)
 
 REPO = Path(__file__).resolve().parents[2]
 # DOBJ_BUILD_DIR lets the suite run against another build tree (for instance a
@@ -87,7 +87,7 @@ class Server:
     """One `build/dobj serve` process on a free loopback port."""
 
     def __init__(self, workdir, data_dir=None, shards=2, classes=ALL_CLASSES, extra_args=(),
-                 use_flags=True, port=None, binary=None):
+                 use_flags=True, port=None, binary=None, host="127.0.0.1"):
         self.binary = Path(binary) if binary else DOBJ
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -98,6 +98,7 @@ class Server:
         self.extra_args = [str(a) for a in extra_args]
         self.use_flags = use_flags
         self.port = port or free_port()
+        self.host = host
         self.proc = None
         self.expected_exit = False
         self.starts = 0
@@ -226,10 +227,10 @@ class Server:
     # -- addressing -------------------------------------------------------
 
     def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
     def ws_url(self, path):
-        return f"ws://127.0.0.1:{self.port}{path}"
+        return f"ws://{self.host}:{self.port}{path}"
 
     def get(self, path, **kw):
         return http_request("GET", self.url(path), **kw)

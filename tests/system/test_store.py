@@ -205,7 +205,10 @@ class FileStore:
             for f in files:
                 key = (Path(dirpath) / f).relative_to(self.root).as_posix()
                 if key.startswith(prefix):
-                    out[key] = (Path(dirpath) / f).stat().st_size
+                    try:
+                        out[key] = (Path(dirpath) / f).stat().st_size
+                    except FileNotFoundError:
+                        pass  # a temporary file renamed into place since the walk read the directory
         return out
 
     def get(self, key):

@@ -60,9 +60,12 @@ def test_failure_as_first_event_of_an_object(server):
     # The stamped lsn counts committed writes only: the first read created the
     # object's schema (lsn 1), the put is lsn 2; the failed event and the
     # later read wrote nothing.
+    # The origin is the epoch of the leader that made the record: 0 on a
+    # single host.
     assert r.json()["rows"] == [{"key": "class", "value": "probe"},
                                 {"key": "lsn", "value": 2},
-                                {"key": "name", "value": "first-fails"}]
+                                {"key": "name", "value": "first-fails"},
+                                {"key": "origin", "value": 0}]
 
 
 REFUSED = [
@@ -97,7 +100,7 @@ def test_authorizer_refuses(server, sql):
     assert kv_get(server, "auth", "k") == "v"
     r = server.post("/probe/auth/query", data=b"SELECT key, value FROM _dobj_meta ORDER BY key")
     assert r.status_code == 200, r.text
-    rows = [row for row in r.json()["rows"] if row["key"] != "lsn"]
+    rows = [row for row in r.json()["rows"] if row["key"] not in ("lsn", "origin")]
     assert rows == [{"key": "class", "value": "probe"}, {"key": "name", "value": "auth"}]
     kv_put(server, "auth", "k2", "v2")
     assert kv_get(server, "auth", "k2") == "v2"
