@@ -504,6 +504,7 @@ struct peer {
     uint64_t match, next;
     uint64_t round; /* the highest read round it answered in our epoch */
     uint64_t commit_sent; /* the durable lsn our last message to it carried */
+    uint64_t base_sent;   /* and the storage base */
     uint64_t sent_ms, progress_ms, nack_ms;
     uint64_t nack_hint;
     bool promised;
@@ -642,6 +643,7 @@ static void leader_send_append(struct repl_leader *l, struct peer *p, uint64_t n
                          .base_origin = l->log.base_origin, .commit_lsn = l->durable, .round = l->round,
                          .nrecs = n, .recs = batch};
     p->commit_sent = l->durable;
+    p->base_sent = l->log.base;
     leader_send(l, &m, p, now_ms);
 }
 
@@ -943,10 +945,12 @@ void repl_leader_tick(struct repl_leader *l, uint64_t now_ms)
             p->next = p->match + 1; /* what it has not matched, again */
             p->progress_ms = now_ms;
             leader_pump(l, p, now_ms);
-        } else if (now_ms - p->sent_ms >= l->cfg.heartbeat_ms ||
-                   (p->commit_sent < l->durable && now_ms - p->sent_ms >= l->cfg.resend_ms / 4)) {
-            /* Idle, or it has not heard how far records are durable: a
-             * replica uploads only what it knows to be, should we die. */
+        } else if ((p->commit_sent < l->durable || p->base_sent < l->log.base) &&
+                   now_ms - p->sent_ms >= l->cfg.heartbeat_ms) {
+            /* It has not heard how far records are durable (a replica uploads
+             * only what it knows to be, should we die) or in storage (it
+             * drops those). An idle object says nothing: liveness is the
+             * transport's business. */
             uint64_t next = p->next;
             p->next = last + 1;
             leader_send_append(l, p, now_ms);

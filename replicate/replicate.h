@@ -322,7 +322,7 @@ struct repl_leader_config {
     unsigned nreplicas;       /* at most REPL_REPLICAS_MAX */
     unsigned quorum;          /* more than nreplicas / 2 */
     uint64_t resend_ms;        /* resend what a replica has not matched */
-    uint64_t heartbeat_ms;     /* an empty append when idle */
+    uint64_t heartbeat_ms;     /* an empty append to tell news (durable, storage base) */
     uint64_t commit_timeout_ms;
     uint32_t batch_recs_max;   /* records per APPEND */
     uint64_t batch_bytes_max;

@@ -348,7 +348,7 @@ int rt_leader_start(struct rt_shard *s, struct rt_actor *a, const uint8_t id[16]
     rt_actor_recovering(a);
     memcpy(l->replicas, replicas, sizeof(l->replicas));
     l->lc = (struct repl_leader_config){.host = c->host_id, .replicas = l->replicas, .nreplicas = c->replicas,
-                                        .quorum = c->quorum, .resend_ms = 200, .heartbeat_ms = 1000,
+                                        .quorum = c->quorum, .resend_ms = 200, .heartbeat_ms = 50,
                                         .commit_timeout_ms = c->commit_timeout_ms, .batch_recs_max = 256,
                                         .batch_bytes_max = 4u << 20, .window_recs = 4096, .io = &leader_io,
                                         .arg = l};

@@ -180,12 +180,21 @@ int wal_apply(int fd, const struct wal_record *r)
  * skips at a few GB/s; level 1 spent a quarter of a leader's shard. */
 #define PACK_LEVEL (-5)
 
-/* One compression context per thread, freed when the thread ends. */
+/* One compression and one decompression context per thread, freed when the
+ * thread ends. */
 static pthread_key_t pack_key;
 static pthread_once_t pack_once = PTHREAD_ONCE_INIT;
 
+static pthread_key_t unpack_key;
+
 static void pack_ctx_free(void *p) { ZSTD_freeCCtx(p); }
-static void pack_key_make(void) { pthread_key_create(&pack_key, pack_ctx_free); }
+static void unpack_ctx_free(void *p) { ZSTD_freeDCtx(p); }
+
+static void pack_key_make(void)
+{
+    pthread_key_create(&pack_key, pack_ctx_free);
+    pthread_key_create(&unpack_key, unpack_ctx_free);
+}
 
 size_t wal_record_pack_bound(size_t len) { return ZSTD_compressBound(len); }
 
@@ -211,8 +220,17 @@ int wal_record_unpack(const uint8_t *p, size_t len, uint8_t **out, size_t *out_l
     if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN || n < WAL_RECORD_HEADER_BYTES ||
         n > WAL_RECORD_BYTES_MAX)
         return -EINVAL;
+    /* ZSTD_decompress() would make (and page in) a new context each time. */
+    pthread_once(&pack_once, pack_key_make);
+    ZSTD_DCtx *zd = pthread_getspecific(unpack_key);
+    if (zd == NULL) {
+        zd = ZSTD_createDCtx();
+        if (zd == NULL)
+            abort(); /* out of memory */
+        pthread_setspecific(unpack_key, zd);
+    }
     uint8_t *buf = sdk_xmalloc((size_t)n);
-    size_t got = ZSTD_decompress(buf, (size_t)n, p, len);
+    size_t got = ZSTD_decompressDCtx(zd, buf, (size_t)n, p, len);
     if (ZSTD_isError(got) || got != n) {
         free(buf);
         return -EINVAL;

@@ -474,7 +474,7 @@ static void leader_start(struct host *h)
     in->h = h;
     in->id = ++W.next_inst;
     struct repl_leader_config c = {.host = h->id, .replicas = replica_ids, .nreplicas = NREPL, .quorum = QUORUM,
-                                   .resend_ms = 40, .heartbeat_ms = 20, .commit_timeout_ms = 400,
+                                   .resend_ms = 40, .heartbeat_ms = 10, .commit_timeout_ms = 400,
                                    .batch_recs_max = 8, .batch_bytes_max = 2048, .window_recs = 64,
                                    .io = &leader_io, .arg = in};
     memcpy(c.object, object_id, sizeof(c.object));
