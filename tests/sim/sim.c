@@ -19,6 +19,9 @@
  *
  *   sim [--seeds N] [--from S] [--seed S] [--steps K] [-v]
  *
+ * With -v it narrates a seed (leaders, crashes, cuts); SIM_MSGS=T in the
+ * environment adds every message delivered from virtual time T on.
+ *
  * A failure prints the seed and the command that replays it. Built twice:
  * `sim`, and `sim-planted` with REPL_SIM_PLANTED_BUG (a leader that counts a
  * record durable one replica short), which the checker must catch.
