@@ -29,9 +29,9 @@
  * a counter whose floor is persisted (DATA/epoch, fsync'd) before any epoch
  * at or above it is used.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -555,20 +555,21 @@ static int on_replayed(void *arg, uint32_t segment, const uint8_t *buf, size_t l
     return 0;
 }
 
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
 /* Removes DATA/objects: leaders rebuild their files from durable state. */
 static void wipe_objects(const struct rt_config *c)
 {
-    char cmd[4300];
-    snprintf(cmd, sizeof(cmd), "%s/objects", c->data_dir);
-    if (access(cmd, F_OK) != 0)
-        return;
-    char old[4300];
-    snprintf(old, sizeof(old), "%s/objects.old-%lld", c->data_dir, (long long)rt_now_us());
-    if (rename(cmd, old) == 0) {
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", old);
-        if (system(cmd) != 0)
-            RT_WARN("msg=\"can not remove an old objects directory\" path=%s", old);
-    }
+    char dir[4300];
+    snprintf(dir, sizeof(dir), "%s/objects", c->data_dir);
+    if (access(dir, F_OK) == 0 && nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        RT_WARN("msg=\"can not remove the objects directory\" path=%s err=\"%s\"", dir, strerror(errno));
 }
 
 int rt_cluster_start(const struct rt_config *c, char *err, size_t errlen)

@@ -97,7 +97,6 @@ static void prep_done(uv_work_t *req, int status);
 static void on_recovered(void *arg, uint64_t base, struct repl_epoch base_origin, struct repl_rec *const *recs,
                          size_t n)
 {
-    (void)base_origin;
     struct rt_leader *l = arg;
     struct prep *p = sdk_xcalloc(1, sizeof(*p));
     p->l = l;
@@ -158,29 +157,6 @@ static const struct repl_leader_io leader_io = {
 
 /* ---- rebuilding the file (thread pool) ---------------------------------- */
 
-/* The lsn and origin a file is stamped with; lsn -1: no file. */
-static int file_stamp(const char *path, int64_t *lsn, uint64_t *origin)
-{
-    *lsn = -1;
-    *origin = 0;
-    if (access(path, F_OK) != 0)
-        return 0;
-    char uri[4200];
-    snprintf(uri, sizeof(uri), "file:%s?immutable=1", path);
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
-    if (rc == SQLITE_OK)
-        *lsn = rt_db_lsn(db);
-    if (rc == SQLITE_OK && *lsn > 0 &&
-        sqlite3_prepare_v2(db, "SELECT value FROM _dobj_meta WHERE key = 'origin'", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        *origin = (uint64_t)sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return rc == SQLITE_OK && *lsn >= 0 ? 0 : -EIO;
-}
-
 /* Whether a file at (lsn, origin) holds a prefix of the chosen history: the
  * record it holds last is the chosen one there (records name their history:
  * one leader makes one record per lsn). */
@@ -198,7 +174,8 @@ static void prep_work(uv_work_t *req)
     struct prep *p = req->data;
     int64_t have = -1;
     uint64_t origin = 0;
-    if (file_stamp(p->path, &have, &origin) != 0 || (have >= 0 && !on_chosen_history(p, have, origin))) {
+    if (access(p->path, F_OK) == 0 &&
+        (rt_db_file_stamp(p->path, &have, &origin) != 0 || !on_chosen_history(p, have, origin))) {
         unlink(p->path); /* not on the chosen history, or not where its records start: rebuild */
         have = -1;
     }

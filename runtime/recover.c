@@ -130,18 +130,34 @@ static void mark_broken(struct recovery *r, struct obj *o, const char *why)
     r->nbroken++;
 }
 
+int rt_db_file_stamp(const char *path, int64_t *lsn, uint64_t *origin)
+{
+    *lsn = -1;
+    *origin = 0;
+    char uri[4200];
+    snprintf(uri, sizeof(uri), "file:%s?immutable=1", path);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
+    if (rc == SQLITE_OK)
+        *lsn = rt_db_lsn(db);
+    if (*lsn > 0 &&
+        sqlite3_prepare_v2(db, "SELECT value FROM _dobj_meta WHERE key = 'origin'", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        *origin = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return *lsn >= 0 ? 0 : -EIO;
+}
+
 /* The lsn stamped in a database file (no WAL: recovery dropped it), 0 for a
  * file without one, -1 if it can not be read: a crash during a checkpoint
  * leaves pages of several (durable) states, which roll-forward repairs. */
 static int64_t file_lsn(const char *path)
 {
-    char uri[4200];
-    snprintf(uri, sizeof(uri), "file:%s?immutable=1", path);
-    sqlite3 *db = NULL;
-    int64_t lsn = -1;
-    if (sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) == SQLITE_OK)
-        lsn = rt_db_lsn(db);
-    sqlite3_close(db);
+    int64_t lsn;
+    uint64_t origin;
+    rt_db_file_stamp(path, &lsn, &origin);
     return lsn;
 }
 

@@ -352,6 +352,10 @@ struct sqlite3;
 /* The lsn stamped in an object's database: 0 if it has none yet (new), -1 if
  * it can not be read. */
 int64_t rt_db_lsn(struct sqlite3 *db);
+/* The lsn and origin (the epoch of the leader that made its last record; 0
+ * on a single host) stamped in a closed database file: 0, or -EIO with lsn
+ * -1 when it can not be read (or does not exist). */
+int rt_db_file_stamp(const char *path, int64_t *lsn, uint64_t *origin);
 
 
 /* ---- rebuilding from object storage (fetch.c) --------------------------- */

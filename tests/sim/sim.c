@@ -885,9 +885,7 @@ static bool run_seed(uint64_t seed, uint64_t steps)
         fail("no record acknowledged in the %" PRIu64 " steps after healing (liveness)", heal_steps);
     if (W.verbose)
         printf("seed %" PRIu64 ": acked %" PRIu64 ", stored %" PRIu64 "\n", seed, W.max_acked, W.store_end);
-    uint64_t acked = W.max_acked;
     world_free();
-    (void)acked;
     return !failed;
 }
 
@@ -913,11 +911,9 @@ int main(int argc, char **argv)
     }
     if (steps < 2000)
         steps = 2000;
-    uint64_t total_acked = 0;
     for (uint64_t s = from; s < from + seeds; s++) {
         if (!run_seed(s, steps))
             return 1;
-        (void)total_acked;
     }
     printf("sim: %" PRIu64 " seeds (%" PRIu64 "..%" PRIu64 "), %" PRIu64 " steps each: every invariant held\n", seeds,
            from, from + seeds - 1, steps);
