@@ -11,13 +11,16 @@
  *       24  8  XXH3-64 of bytes [0, 24)
  *
  *   then batches, each:
- *        0  4  magic "DJB1" (0x31424a44)
+ *        0  4  magic "DJB1" (0x31424a44), or "DJR1" (0x31524a44) for a
+ *              payload stored as it is (a journal of entries that are
+ *              compressed already: the replica journal's)
  *        4  4  compressed payload length C
- *        8  4  uncompressed payload length U
+ *        8  4  uncompressed payload length U (= C for DJR1)
  *       12  4  number of records
  *       16  8  batch sequence number (grows across segments)
  *       24  8  XXH3-64 of bytes [0, 24) and the C payload bytes
- *       32  C  zstd frame of the records, concatenated (wal/record.c format)
+ *       32  C  zstd frame of the records, concatenated (wal/record.c format),
+ *              or (DJR1) the records themselves
  *
  * One batch is one write and one fdatasync: a batch is durable whole or, torn
  * at the end of the last segment after a crash, not at all (its checksum
@@ -222,15 +225,21 @@ static struct repl_entry *batch_build(struct repl_journal *j, struct repl_entry 
         off += x->len;
         x->segment = j->segment;
     }
-    size_t bound = ZSTD_compressBound(raw);
-    reserve(&j->out, &j->out_cap, JOURNAL_BATCH_HEADER_BYTES + bound);
-    size_t c = ZSTD_compressCCtx(j->zc, j->out + JOURNAL_BATCH_HEADER_BYTES, bound, j->raw, raw, ZSTD_LEVEL);
-    if (ZSTD_isError(c)) {
-        repl_logf(0, "msg=\"journal compression failed\" err=\"%s\"", ZSTD_getErrorName(c));
-        abort();
+    size_t c = raw;
+    if (j->cfg.stored) {
+        reserve(&j->out, &j->out_cap, JOURNAL_BATCH_HEADER_BYTES + raw);
+        memcpy(j->out + JOURNAL_BATCH_HEADER_BYTES, j->raw, raw);
+    } else {
+        size_t bound = ZSTD_compressBound(raw);
+        reserve(&j->out, &j->out_cap, JOURNAL_BATCH_HEADER_BYTES + bound);
+        c = ZSTD_compressCCtx(j->zc, j->out + JOURNAL_BATCH_HEADER_BYTES, bound, j->raw, raw, ZSTD_LEVEL);
+        if (ZSTD_isError(c)) {
+            repl_logf(0, "msg=\"journal compression failed\" err=\"%s\"", ZSTD_getErrorName(c));
+            abort();
+        }
     }
     uint8_t *h = j->out;
-    wal_put_u32(h, JOURNAL_BATCH_MAGIC);
+    wal_put_u32(h, j->cfg.stored ? JOURNAL_BATCH_MAGIC_RAW : JOURNAL_BATCH_MAGIC);
     wal_put_u32(h + 4, (uint32_t)c);
     wal_put_u32(h + 8, (uint32_t)raw);
     wal_put_u32(h + 12, n);

@@ -12,7 +12,8 @@
 #include "wal.h"
 
 #define JOURNAL_SEGMENT_MAGIC 0x31534a44u /* "DJS1" */
-#define JOURNAL_BATCH_MAGIC 0x31424a44u   /* "DJB1" */
+#define JOURNAL_BATCH_MAGIC 0x31424a44u   /* "DJB1": a zstd-compressed payload */
+#define JOURNAL_BATCH_MAGIC_RAW 0x31524a44u /* "DJR1": the payload as it is (C = U) */
 #define JOURNAL_SEGMENT_HEADER_BYTES 32
 #define JOURNAL_BATCH_HEADER_BYTES 32
 /* What one batch may hold uncompressed: the writer's cut and the reader's

@@ -85,10 +85,9 @@ static size_t batch_valid(const struct scan *s, size_t off)
     if (s->len - off < JOURNAL_BATCH_HEADER_BYTES)
         return 0;
     const uint8_t *h = s->buf + off;
-    if (wal_get_u32(h) != JOURNAL_BATCH_MAGIC)
-        return 0;
-    uint32_t c = wal_get_u32(h + 4);
-    if (c > s->len - off - JOURNAL_BATCH_HEADER_BYTES || wal_get_u32(h + 8) > JOURNAL_BATCH_RAW_MAX)
+    uint32_t magic = wal_get_u32(h), c = wal_get_u32(h + 4);
+    if ((magic != JOURNAL_BATCH_MAGIC && (magic != JOURNAL_BATCH_MAGIC_RAW || c != wal_get_u32(h + 8))) ||
+        c > s->len - off - JOURNAL_BATCH_HEADER_BYTES || wal_get_u32(h + 8) > JOURNAL_BATCH_RAW_MAX)
         return 0;
     XXH3_state_t st;
     XXH3_64bits_reset(&st);
@@ -99,17 +98,17 @@ static size_t batch_valid(const struct scan *s, size_t off)
     return JOURNAL_BATCH_HEADER_BYTES + c;
 }
 
-/* The offset of the next valid batch after a damaged one at off, or 0. */
+/* The offset of the next valid batch after a damaged one at off, or 0. Both
+ * magics end in "J?1" after "D": look for the "D" of either. */
 static size_t next_valid(const struct scan *s, size_t off)
 {
-    uint8_t magic[4];
-    wal_put_u32(magic, JOURNAL_BATCH_MAGIC);
     for (size_t p = off + 1; p + JOURNAL_BATCH_HEADER_BYTES <= s->len; p++) {
-        const uint8_t *hit = memmem(s->buf + p, s->len - p, magic, 4);
+        const uint8_t *hit = memchr(s->buf + p, 'D', s->len - p);
         if (hit == NULL)
             return 0;
         p = (size_t)(hit - s->buf);
-        if (batch_valid(s, p) > 0)
+        uint32_t m = p + 4 <= s->len ? wal_get_u32(hit) : 0;
+        if ((m == JOURNAL_BATCH_MAGIC || m == JOURNAL_BATCH_MAGIC_RAW) && batch_valid(s, p) > 0)
             return p;
     }
     return 0;
@@ -125,7 +124,11 @@ static int batch_records(struct scan *s, size_t off)
         s->raw_cap = u;
         s->raw = sdk_xmalloc(u > 0 ? u : 1);
     }
-    size_t got = ZSTD_decompress(s->raw, u, h + JOURNAL_BATCH_HEADER_BYTES, c);
+    size_t got = u;
+    if (wal_get_u32(h) == JOURNAL_BATCH_MAGIC_RAW)
+        memcpy(s->raw, h + JOURNAL_BATCH_HEADER_BYTES, u);
+    else
+        got = ZSTD_decompress(s->raw, u, h + JOURNAL_BATCH_HEADER_BYTES, c);
     if (ZSTD_isError(got) || got != u) {
         snprintf(s->err, s->errlen, "journal %s offset %zu: batch does not decompress", s->path, off);
         return -EPROTO;

@@ -43,6 +43,7 @@ struct repl_journal_config {
     const char *dir;        /* DATA/journal */
     uint64_t segment_bytes; /* start a new segment past this size */
     bool no_uring;          /* use pwrite + fdatasync even where io_uring works */
+    bool stored;            /* batches as they are, not compressed (entries that are already) */
     repl_done_cb done_cb;
     void *done_arg;
 };

@@ -314,11 +314,9 @@ static void replica_upload(void *arg, uint64_t from, uint64_t to)
     snprintf(cls, sizeof(cls), "%.*s", (int)(slash - o->name), o->name);
     for (uint64_t lsn = from; lsn <= to; lsn++) {
         struct repl_rec *x = repl_replica_record(o->core, lsn);
-        uint8_t *raw;
-        size_t rlen;
-        if (x == NULL || wal_record_unpack(x->data, x->len, &raw, &rlen) != 0)
-            break; /* a record we can not read: the rest waits (and the log says why below) */
-        rt_durable_upload(cls, slash + 1, strlen(slash + 1), raw, rlen, UINT32_MAX);
+        if (x == NULL)
+            break;
+        rt_durable_upload(cls, slash + 1, strlen(slash + 1), sdk_xmemdup(x->data, x->len), x->len, true, UINT32_MAX);
     }
 }
 
@@ -595,7 +593,8 @@ int rt_cluster_start(const struct rt_config *c, char *err, size_t errlen)
         return -1;
     RT_INFO("msg=\"replica journal read\" objects=%zu", C.count);
     struct repl_journal_config jc = {.dir = dir, .segment_bytes = c->journal_segment_bytes,
-                                     .no_uring = getenv("DOBJ_NO_URING") != NULL, .done_cb = on_journal_done};
+                                     .no_uring = getenv("DOBJ_NO_URING") != NULL, .stored = true,
+                                     .done_cb = on_journal_done};
     /* Old segments stay: their records are the replicas' (kept from 1). */
     if (repl_journal_create(&C.journal, &jc, rec.next_segment, 1, err, errlen) != 0)
         return -1;

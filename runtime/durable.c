@@ -205,7 +205,7 @@ void rt_durable_submit(struct rt_shard *s, struct rt_actor *a, uint64_t lsn, uin
     repl_journal_submit(rt_host.journal, e);
 }
 
-void rt_durable_upload(const char *cls, const char *name, size_t name_len, uint8_t *rec, size_t len,
+void rt_durable_upload(const char *cls, const char *name, size_t name_len, uint8_t *rec, size_t len, bool packed,
                        uint32_t segment)
 {
     if (rt_host.uploader == NULL) {
@@ -214,7 +214,7 @@ void rt_durable_upload(const char *cls, const char *name, size_t name_len, uint8
     }
     if (segment != UINT32_MAX) /* a journal segment: pinned until uploaded */
         repl_journal_pin(rt_host.journal, segment);
-    wal_uploader_submit(rt_host.uploader, cls, name, name_len, rec, len, segment);
+    wal_uploader_submit(rt_host.uploader, cls, name, name_len, rec, len, packed, segment);
 }
 
 void rt_durable_on_msg(struct rt_shard *s, struct rt_durable_msg *m)
@@ -227,7 +227,7 @@ void rt_durable_on_msg(struct rt_shard *s, struct rt_durable_msg *m)
         const char *cls, *name;
         size_t name_len;
         rt_actor_names(e->owner, &cls, &name, &name_len);
-        rt_durable_upload(cls, name, name_len, e->data, e->len, e->segment);
+        rt_durable_upload(cls, name, name_len, e->data, e->len, false, e->segment);
         rt_actor_pin(e->owner, e->segment);
         rt_actor_durable(s, e->owner, e->lsn);
         free(e);

@@ -394,12 +394,9 @@ static void after(struct rt_leader *l)
         uncount(l, to);
         for (uint64_t lsn = from; lsn <= to; lsn++) {
             struct repl_rec *x = repl_leader_record(l->core, lsn);
-            uint8_t *raw;
-            size_t rlen;
-            if (x == NULL || wal_record_unpack(x->data, x->len, &raw, &rlen) != 0)
-                continue;
-            rt_durable_upload(l->cls, l->name + strlen(l->cls) + 1, l->name_len - strlen(l->cls) - 1, raw, rlen,
-                              UINT32_MAX);
+            if (x != NULL)
+                rt_durable_upload(l->cls, l->name + strlen(l->cls) + 1, l->name_len - strlen(l->cls) - 1,
+                                  sdk_xmemdup(x->data, x->len), x->len, true, UINT32_MAX);
         }
         if (!l->deposed) {
             rt_actor_durable(s, l->a, to);

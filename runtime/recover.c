@@ -652,7 +652,7 @@ static int on_pending(void *arg, uint32_t segment, const uint8_t *buf, size_t le
     }
     uint8_t *copy = sdk_xmalloc(len);
     memcpy(copy, buf, len);
-    rt_durable_upload(o->cls, o->name, o->name_len, copy, len, segment);
+    rt_durable_upload(o->cls, o->name, o->name_len, copy, len, false, segment);
     o->queued_lsn = head.lsn;
     return 0;
 }

@@ -309,9 +309,10 @@ void rt_durable_init_logging(void);
 int rt_durable_start(struct rt_config *c, uint32_t first_segment, uint32_t keep_from, char *err, size_t errlen);
 /* The object-store settings of the config. */
 struct wal_store_config rt_store_config(const struct rt_config *c);
-/* Hands a durable record (owned) to the uploader with a pin on its journal
- * segment; frees it when there is no object storage. */
-void rt_durable_upload(const char *cls, const char *name, size_t name_len, uint8_t *rec, size_t len,
+/* Hands a durable record (owned; packed: wal_record_pack'd) to the uploader,
+ * with a pin on its journal segment unless segment is UINT32_MAX; frees it
+ * when there is no object storage. */
+void rt_durable_upload(const char *cls, const char *name, size_t name_len, uint8_t *rec, size_t len, bool packed,
                        uint32_t segment);
 /* A snapshot file of an object at `lsn` (path owned) for the uploader. */
 void rt_durable_snapshot(const uint8_t id[16], const char *cls, const char *name, size_t name_len, uint64_t lsn,

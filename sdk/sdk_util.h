@@ -11,6 +11,8 @@
 void *sdk_xmalloc(size_t size);
 void *sdk_xcalloc(size_t n, size_t size);
 void *sdk_xrealloc(void *p, size_t size);
+/* A malloc'd copy of p[0..len). */
+void *sdk_xmemdup(const void *p, size_t len);
 /* Copies len bytes and adds a NUL. */
 char *sdk_xstrndup(const char *s, size_t len);
 char *sdk_xstrdup(const char *s);

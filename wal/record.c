@@ -196,7 +196,7 @@ static void pack_key_make(void)
     pthread_key_create(&unpack_key, unpack_ctx_free);
 }
 
-size_t wal_record_pack_bound(size_t len) { return ZSTD_compressBound(len); }
+size_t wal_record_pack_bound(size_t len) { return WAL_RECORD_HEADER_BYTES + ZSTD_compressBound(len); }
 
 size_t wal_record_pack(const uint8_t *rec, size_t len, uint8_t *out, size_t cap)
 {
@@ -208,17 +208,36 @@ size_t wal_record_pack(const uint8_t *rec, size_t len, uint8_t *out, size_t cap)
             abort(); /* out of memory */
         pthread_setspecific(pack_key, zc);
     }
-    size_t n = ZSTD_compressCCtx(zc, out, cap, rec, len, PACK_LEVEL);
+    memcpy(out, rec, WAL_RECORD_HEADER_BYTES);
+    size_t n = ZSTD_compressCCtx(zc, out + WAL_RECORD_HEADER_BYTES, cap - WAL_RECORD_HEADER_BYTES, rec, len,
+                                 PACK_LEVEL);
     if (ZSTD_isError(n))
         abort(); /* cap is the bound: only a bug gets here */
-    return n;
+    return WAL_RECORD_HEADER_BYTES + n;
+}
+
+int wal_record_packed_header(const uint8_t *p, size_t len, struct wal_record *h, const uint8_t **frame,
+                             size_t *frame_len, size_t *rec_len)
+{
+    if (len <= WAL_RECORD_HEADER_BYTES || wal_get_u32(p) != RECORD_MAGIC)
+        return -EINVAL;
+    uint32_t rlen = wal_get_u32(p + 4);
+    if (rlen < WAL_RECORD_HEADER_BYTES || rlen > WAL_RECORD_BYTES_MAX)
+        return -EINVAL;
+    wal_record_peek_header(p, h);
+    *frame = p + WAL_RECORD_HEADER_BYTES;
+    *frame_len = len - WAL_RECORD_HEADER_BYTES;
+    *rec_len = rlen;
+    return 0;
 }
 
 int wal_record_unpack(const uint8_t *p, size_t len, uint8_t **out, size_t *out_len)
 {
-    unsigned long long n = ZSTD_getFrameContentSize(p, len);
-    if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN || n < WAL_RECORD_HEADER_BYTES ||
-        n > WAL_RECORD_BYTES_MAX)
+    struct wal_record h;
+    const uint8_t *frame;
+    size_t flen, rlen;
+    if (wal_record_packed_header(p, len, &h, &frame, &flen, &rlen) != 0 ||
+        ZSTD_getFrameContentSize(frame, flen) != rlen)
         return -EINVAL;
     /* ZSTD_decompress() would make (and page in) a new context each time. */
     pthread_once(&pack_once, pack_key_make);
@@ -229,9 +248,9 @@ int wal_record_unpack(const uint8_t *p, size_t len, uint8_t **out, size_t *out_l
             abort(); /* out of memory */
         pthread_setspecific(unpack_key, zd);
     }
-    uint8_t *buf = sdk_xmalloc((size_t)n);
-    size_t got = ZSTD_decompressDCtx(zd, buf, (size_t)n, p, len);
-    if (ZSTD_isError(got) || got != n) {
+    uint8_t *buf = sdk_xmalloc(rlen);
+    size_t got = ZSTD_decompressDCtx(zd, buf, rlen, frame, flen);
+    if (ZSTD_isError(got) || got != rlen || memcmp(buf, p, WAL_RECORD_HEADER_BYTES) != 0) {
         free(buf);
         return -EINVAL;
     }

@@ -42,38 +42,68 @@
 #define SEG_ENTRY 24
 #define SEG_ZSTD_LEVEL 3
 
-int wal_seg_add(struct wal_seg_builder *b, ZSTD_CCtx *zc, const uint8_t *rec, size_t len)
+/* Checks that a record with header h follows and makes room for `room`
+ * more data bytes. */
+static int seg_begin(struct wal_seg_builder *b, const struct wal_record *h, size_t room)
 {
-    struct wal_record h;
-    wal_record_peek_header(rec, &h);
-    if (b->n > 0 && (h.lsn != b->last_lsn + 1 || memcmp(h.object_id, b->id, sizeof(b->id)) != 0))
+    if (b->n > 0 && (h->lsn != b->last_lsn + 1 || memcmp(h->object_id, b->id, sizeof(b->id)) != 0))
         return -EINVAL;
     if (b->n == 0) {
-        memcpy(b->id, h.object_id, sizeof(b->id));
-        b->epoch = h.epoch;
-        b->first_lsn = h.lsn;
+        memcpy(b->id, h->object_id, sizeof(b->id));
+        b->epoch = h->epoch;
+        b->first_lsn = h->lsn;
     }
-    size_t bound = ZSTD_compressBound(len);
-    if (b->data_len + bound > b->data_cap) {
-        b->data_cap = (b->data_len + bound) * 2;
+    if (b->data_len + room > b->data_cap) {
+        b->data_cap = (b->data_len + room) * 2;
         b->data = sdk_xrealloc(b->data, b->data_cap);
     }
-    size_t c = ZSTD_compressCCtx(zc, b->data + b->data_len, bound, rec, len, SEG_ZSTD_LEVEL);
-    if (ZSTD_isError(c))
-        return -ENOMEM;
+    return 0;
+}
+
+/* Indexes the c data bytes just written after data_len: record h, len bytes
+ * decompressed. */
+static void seg_end(struct wal_seg_builder *b, const struct wal_record *h, size_t c, size_t len)
+{
     if ((size_t)(b->n + 1) * SEG_ENTRY > b->index_cap) {
         b->index_cap = b->index_cap ? b->index_cap * 2 : 64 * SEG_ENTRY;
         b->index = sdk_xrealloc(b->index, b->index_cap);
     }
     uint8_t *e = b->index + (size_t)b->n * SEG_ENTRY;
-    wal_put_u64(e, (uint64_t)h.commit_us);
+    wal_put_u64(e, (uint64_t)h->commit_us);
     wal_put_u64(e + 8, b->data_len);
     wal_put_u32(e + 16, (uint32_t)c);
     wal_put_u32(e + 20, (uint32_t)len);
     b->data_len += c;
     b->n++;
-    b->last_lsn = h.lsn;
+    b->last_lsn = h->lsn;
     b->raw_bytes += len;
+}
+
+int wal_seg_add(struct wal_seg_builder *b, ZSTD_CCtx *zc, const uint8_t *rec, size_t len)
+{
+    struct wal_record h;
+    wal_record_peek_header(rec, &h);
+    size_t bound = ZSTD_compressBound(len);
+    if (seg_begin(b, &h, bound) != 0)
+        return -EINVAL;
+    size_t c = ZSTD_compressCCtx(zc, b->data + b->data_len, bound, rec, len, SEG_ZSTD_LEVEL);
+    if (ZSTD_isError(c))
+        return -ENOMEM;
+    seg_end(b, &h, c, len);
+    return 0;
+}
+
+int wal_seg_add_packed(struct wal_seg_builder *b, const uint8_t *packed, size_t len)
+{
+    struct wal_record h;
+    const uint8_t *frame;
+    size_t flen, rlen;
+    if (wal_record_packed_header(packed, len, &h, &frame, &flen, &rlen) != 0)
+        return -EPROTO;
+    if (seg_begin(b, &h, flen) != 0)
+        return -EINVAL;
+    memcpy(b->data + b->data_len, frame, flen);
+    seg_end(b, &h, flen, rlen);
     return 0;
 }
 

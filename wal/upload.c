@@ -44,6 +44,7 @@ struct up_in {
     uint8_t id[WAL_OBJECT_ID_BYTES];
     uint8_t *data;
     size_t len;
+    bool packed; /* data is a wal_record_pack'd record */
     uint32_t tag;
     char *cls; /* "class\\0name" in one allocation */
     char *name;
@@ -263,11 +264,19 @@ static void cut(struct wal_uploader *u, struct up_obj *o)
 static void add_record(struct wal_uploader *u, struct up_in *in)
 {
     struct wal_record h;
-    wal_record_peek_header(in->data, &h);
+    const uint8_t *frame;
+    size_t flen, rlen;
+    if (in->packed && wal_record_packed_header(in->data, in->len, &h, &frame, &flen, &rlen) != 0) {
+        wal_logf(0, "msg=\"bug: uploader got a packed record it can not read; dropped\"");
+        return;
+    }
+    if (!in->packed)
+        wal_record_peek_header(in->data, &h);
     struct up_obj *o = obj_get(u, h.object_id, in);
     if (o->b.n > 0 && (h.lsn != o->b.last_lsn + 1 || h.epoch != o->b.epoch))
         cut(u, o);
-    if (wal_seg_add(&o->b, u->zc, in->data, in->len) != 0) {
+    if ((in->packed ? wal_seg_add_packed(&o->b, in->data, in->len) : wal_seg_add(&o->b, u->zc, in->data, in->len)) !=
+        0) {
         /* Out of order: a bug upstream. Keep the pin (the journal keeps the
          * record) rather than upload a gap. */
         wal_logf(0, "msg=\"bug: uploader got a record out of order; it stays in the journal\" object=%s lsn=%llu",
@@ -810,11 +819,12 @@ static void in_push(struct wal_uploader *u, struct up_in *in)
 }
 
 void wal_uploader_submit(struct wal_uploader *u, const char *cls, const char *name, size_t name_len, uint8_t *rec,
-                         size_t len, uint32_t tag)
+                         size_t len, bool packed, uint32_t tag)
 {
     struct up_in *in = in_new(cls, name, name_len);
     in->data = rec;
     in->len = len;
+    in->packed = packed;
     in->tag = tag;
     in_push(u, in);
 }

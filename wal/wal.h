@@ -126,14 +126,21 @@ void wal_capture_close(struct wal_capture *c);
  */
 int wal_capture_commit(struct wal_capture *c, uint32_t wal_frames, struct wal_record *r, char *err, size_t errlen);
 
-/* A record as it travels between hosts in a cluster: one zstd frame (level
- * 1) of the encoded record. Page images of small rows are mostly zeros: a
- * counter's write shrinks about fortyfold. pack writes at most
- * wal_record_pack_bound(len) bytes into out and returns how many; unpack
- * checks the frame's size against WAL_RECORD_BYTES_MAX and returns 0 with
- * *out owned by the caller, or -EINVAL. */
+/* A record as it travels between hosts in a cluster, and as a cluster's
+ * uploader takes it: the record's 64-byte header as it is, then one zstd
+ * frame (level -5) of the whole encoded record. Page images of small rows
+ * are mostly zeros: a counter's write shrinks about fortyfold. The header
+ * lets the uploader index the frame without decompressing it; the frame goes
+ * into the segment as it is (segment.c's frames decompress to whole records).
+ * pack writes at most wal_record_pack_bound(len) bytes into out and returns
+ * how many. unpack checks the sizes against WAL_RECORD_BYTES_MAX and the
+ * header against the one inside, and returns 0 with *out owned by the
+ * caller, or -EINVAL. packed_header reads the header and finds the frame and
+ * the record's length, or returns -EINVAL. */
 size_t wal_record_pack_bound(size_t len);
 size_t wal_record_pack(const uint8_t *rec, size_t len, uint8_t *out, size_t cap);
+int wal_record_packed_header(const uint8_t *p, size_t len, struct wal_record *h, const uint8_t **frame,
+                             size_t *frame_len, size_t *rec_len);
 int wal_record_unpack(const uint8_t *p, size_t len, uint8_t **out, size_t *out_len);
 
 /* ---- apply ------------------------------------------------------------ */
@@ -259,6 +266,9 @@ struct wal_seg_builder {
 /* Adds the next record (lsn last_lsn + 1, or the first). 0, or -EINVAL if it
  * does not follow, or -ENOMEM if zstd fails. */
 int wal_seg_add(struct wal_seg_builder *b, struct ZSTD_CCtx_s *zc, const uint8_t *rec, size_t len);
+/* The same for a packed record (wal_record_pack): its zstd frame goes in as
+ * it is, no second compression. -EPROTO if it is not a packed record. */
+int wal_seg_add_packed(struct wal_seg_builder *b, const uint8_t *packed, size_t len);
 /* The segment object (malloc'd) of what was added; the builder is emptied. */
 uint8_t *wal_seg_finish(struct wal_seg_builder *b, size_t *len);
 void wal_seg_builder_free(struct wal_seg_builder *b);
@@ -332,9 +342,11 @@ struct wal_upload_stats {
 /* Opens the store and starts the thread. */
 int wal_uploader_start(struct wal_uploader **out, const struct wal_upload_config *cfg, char *err, size_t errlen);
 /* Hands over a durable record of object cls/name (rec is owned by the
- * uploader from now on). Records of one object come in lsn order. */
+ * uploader from now on): encoded, or packed (wal_record_pack, a cluster's
+ * leader and replicas) and then stored as it is. Records of one object come
+ * in lsn order. */
 void wal_uploader_submit(struct wal_uploader *u, const char *cls, const char *name, size_t name_len, uint8_t *rec,
-                         size_t len, uint32_t tag);
+                         size_t len, bool packed, uint32_t tag);
 /* Hands over a snapshot: the file at `path` (owned; deleted once uploaded)
  * holds the object's database as of record `lsn`. It is uploaded once the
  * store has every record up to lsn. Thread-safe. */

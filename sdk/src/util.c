@@ -41,6 +41,13 @@ void *sdk_xrealloc(void *p, size_t size)
 
 char *sdk_xstrdup(const char *s) { return sdk_xstrndup(s, strlen(s)); }
 
+void *sdk_xmemdup(const void *p, size_t len)
+{
+    void *d = sdk_xmalloc(len > 0 ? len : 1);
+    memcpy(d, p, len);
+    return d;
+}
+
 char *sdk_xstrndup(const char *s, size_t len)
 {
     char *d = sdk_xmalloc(len + 1);
