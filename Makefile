@@ -165,6 +165,7 @@ bench: deps all
 	tests/bench/run.sh
 	DOBJ_BUILD=$(BUILD) $(PY) tests/bench/store.py
 	DOBJ_BUILD=$(BUILD) $(PY) tests/bench/cluster.py
+	DOBJ_BUILD=$(BUILD) $(PY) tests/bench/router.py
 
 # ---- install ------------------------------------------------------------
 

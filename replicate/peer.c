@@ -104,6 +104,7 @@ struct repl_peers {
     unsigned naccepted;
 
     _Atomic uint64_t msgs_out, msgs_in, bytes_out, bytes_in, dropped, auth_failures, bad_frames;
+    uint64_t started_ms;
 };
 
 static uint64_t now_ms(void) { return uv_hrtime() / 1000000; }
@@ -356,7 +357,16 @@ static bool on_frame(struct conn *c, uint8_t type, const uint8_t *pl, uint32_t l
     case C_READY:
         if (type == REPL_FRAME_HEARTBEAT)
             return len == 0;
-        if (type != REPL_FRAME_MSG || c->outbound)
+        if (c->outbound)
+            return false;
+        if (type == REPL_FRAME_APP) {
+            atomic_fetch_add(&c->p->msgs_in, 1);
+            atomic_fetch_add(&c->p->bytes_in, len);
+            if (c->p->cfg.recv_app != NULL)
+                c->p->cfg.recv_app(c->p->cfg.arg, c->peer, pl, len);
+            return true;
+        }
+        if (type != REPL_FRAME_MSG)
             return false;
         deliver(c->p, pl, len, c->peer, true);
         return true;
@@ -594,7 +604,12 @@ static void on_async(uv_async_t *a)
         if (f->to == p->cfg.self) {
             deliver(p, f->data + REPL_FRAME_HEADER_BYTES, f->len - REPL_FRAME_HEADER_BYTES, p->cfg.self, false);
             free(f);
-        } else if (r == NULL || r->qbytes + f->len > p->cfg.queue_bytes_max) {
+        } else if (r == NULL || r->qbytes + f->len > p->cfg.queue_bytes_max ||
+                   (f->data[5] == REPL_FRAME_APP && !atomic_load(&r->up) &&
+                    now_ms() - p->started_ms >= p->cfg.dead_ms)) {
+            /* An APP frame (a client's request) for a host that is down
+             * would run there late, after its client was told it failed.
+             * Just after start, connections are still coming up: queued. */
             atomic_fetch_add(&p->dropped, 1);
             free(f);
         } else {
@@ -664,6 +679,7 @@ int repl_peers_start(struct repl_peers **out, const struct repl_peers_config *cf
         goto fail_loop;
     }
     uv_timer_start(&p->timer, on_timer, cfg->tick_ms, cfg->tick_ms);
+    p->started_ms = now_ms();
     if (pthread_create(&p->thread, NULL, peers_main, p) != 0) {
         snprintf(err, errlen, "peer thread: %s", strerror(errno));
         goto fail_loop;
@@ -684,6 +700,21 @@ fail_cfg:
     return -1;
 }
 
+/* Queues a frame for the transport's thread, which sends it to f->to. */
+static void inbox_push(struct repl_peers *p, struct frame *f)
+{
+    atomic_fetch_add(&p->msgs_out, 1);
+    atomic_fetch_add(&p->bytes_out, f->len - REPL_FRAME_HEADER_BYTES);
+    pthread_mutex_lock(&p->mu);
+    if (p->inbox_tail != NULL)
+        p->inbox_tail->next = f;
+    else
+        p->inbox = f;
+    p->inbox_tail = f;
+    pthread_mutex_unlock(&p->mu);
+    uv_async_send(&p->async);
+}
+
 void repl_peers_send(struct repl_peers *p, const struct repl_msg *m)
 {
     size_t len = repl_msg_size(m);
@@ -697,16 +728,18 @@ void repl_peers_send(struct repl_peers *p, const struct repl_msg *m)
     f->len = (uint32_t)(REPL_FRAME_HEADER_BYTES + len);
     repl_msg_encode(m, f->data + REPL_FRAME_HEADER_BYTES);
     repl_frame_header(f->data, REPL_FRAME_MSG, f->data + REPL_FRAME_HEADER_BYTES, (uint32_t)len);
-    atomic_fetch_add(&p->msgs_out, 1);
-    atomic_fetch_add(&p->bytes_out, len);
-    pthread_mutex_lock(&p->mu);
-    if (p->inbox_tail != NULL)
-        p->inbox_tail->next = f;
-    else
-        p->inbox = f;
-    p->inbox_tail = f;
-    pthread_mutex_unlock(&p->mu);
-    uv_async_send(&p->async);
+    inbox_push(p, f);
+}
+
+void repl_peers_send_app(struct repl_peers *p, uint32_t to, const void *payload, size_t len)
+{
+    if (len > REPL_FRAME_PAYLOAD_MAX || to == p->cfg.self || atomic_load(&p->stopping)) {
+        atomic_fetch_add(&p->dropped, 1);
+        return;
+    }
+    struct frame *f = frame_new(REPL_FRAME_APP, payload, (uint32_t)len);
+    f->to = to;
+    inbox_push(p, f);
 }
 
 void repl_peers_post(struct repl_peers *p, void (*fn)(void *arg), void *arg)

@@ -386,6 +386,7 @@ enum repl_frame_type {
     REPL_FRAME_AUTH,
     REPL_FRAME_MSG,
     REPL_FRAME_HEARTBEAT,
+    REPL_FRAME_APP, /* the runtime's own payload (forwarded requests), opaque here */
 };
 
 /* Wire errors: negative, named by repl_wire_strerror(). */
@@ -454,6 +455,9 @@ struct repl_peers_config {
     /* On the transport's thread: a received message, owned by the callee
      * (repl_msg_release it). */
     void (*recv)(void *arg, struct repl_msg *m);
+    /* On the transport's thread: an APP frame's payload from host `from`,
+     * borrowed for the call. May be NULL (they are dropped). */
+    void (*recv_app)(void *arg, uint32_t from, const uint8_t *payload, uint32_t len);
     /* On the transport's thread every tick_ms. */
     void (*tick)(void *arg, uint64_t now_ms);
     void *arg;
@@ -471,6 +475,9 @@ int repl_peers_start(struct repl_peers **out, const struct repl_peers_config *cf
 /* Queues a message for m->to; thread-safe; encodes before returning (no
  * reference to m is kept). */
 void repl_peers_send(struct repl_peers *p, const struct repl_msg *m);
+/* Queues an APP frame with payload[0..len) for host `to`; thread-safe,
+ * copies. Dropped (and counted) when too big, unknown host or after stop. */
+void repl_peers_send_app(struct repl_peers *p, uint32_t to, const void *payload, size_t len);
 /* Runs fn(arg) on the transport's thread. Thread-safe. */
 void repl_peers_post(struct repl_peers *p, void (*fn)(void *arg), void *arg);
 /* Milliseconds on the transport's clock (monotonic). */

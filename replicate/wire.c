@@ -21,8 +21,9 @@
  *                       HMAC-SHA256(secret, "dobj-peer-1" 'S' ids nonces) (32)
  *   client → AUTH       payload: HMAC-SHA256(secret, "dobj-peer-1" 'C' ids nonces) (32)
  *
- * then MSG frames (one protocol message each; many go out in one write) and
- * HEARTBEAT frames (empty) both ways.
+ * then MSG frames (one protocol message each; many go out in one write),
+ * APP frames (a payload the transport's user defines: the router's forwarded
+ * requests and replies) and HEARTBEAT frames (empty) both ways.
  *
  *   MSG payload:
  *        0  1  message type (enum repl_msg_type)
@@ -111,7 +112,7 @@ int repl_frame_parse(const uint8_t hdr[REPL_FRAME_HEADER_BYTES], uint8_t *type, 
         return REPL_WIRE_EMAGIC;
     if (hdr[4] != FRAME_VERSION)
         return REPL_WIRE_EVERSION;
-    if (hdr[5] < REPL_FRAME_HELLO || hdr[5] > REPL_FRAME_HEARTBEAT || hdr[6] != 0 || hdr[7] != 0)
+    if (hdr[5] < REPL_FRAME_HELLO || hdr[5] > REPL_FRAME_APP || hdr[6] != 0 || hdr[7] != 0)
         return REPL_WIRE_EMALFORMED;
     uint32_t n = wal_get_u32(hdr + 8);
     if (n > REPL_FRAME_PAYLOAD_MAX)

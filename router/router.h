@@ -13,7 +13,10 @@
  * weight per object from (seed, host id, object id), and the hosts in
  * descending weight are the object's ranking. Rank 0 leads; the replica set
  * is ranks 1..replicas (ranks 0..replicas-1 when there are no more hosts than
- * replicas). Failure detection and forwarding come with issue 6.
+ * replicas). The leader is the first live host among ranks 0..replicas (the
+ * runtime knows who is live: runtime/cluster.c); the others forward a
+ * client's request to it (forward.c's payload, on the peer connection) or,
+ * with --redirect, answer 307.
  */
 #ifndef ROUTER_H
 #define ROUTER_H
@@ -51,5 +54,38 @@ void router_rank(const struct router_cluster *c, const uint8_t object_id[16], un
 /* The replica set of an object from its ranking: `replicas` host ids. */
 void router_replicas(const struct router_cluster *c, const unsigned rank[ROUTER_HOSTS_MAX], unsigned replicas,
                      uint32_t *out);
+
+/* ---- forwarded requests (forward.c, format at its top) ------------------ */
+
+enum router_fwd_kind {
+    ROUTER_FWD_REQUEST = 1,
+    ROUTER_FWD_REPLY,
+    ROUTER_FWD_WS_OPEN,
+    ROUTER_FWD_WS_MESSAGE,
+    ROUTER_FWD_WS_CLOSE,
+};
+
+struct router_str {
+    const char *p;
+    uint32_t len;
+};
+
+struct router_fwd {
+    uint8_t kind;
+    uint32_t shard;     /* the origin's shard that waits for the reply */
+    uint64_t id;        /* the origin's request id */
+    uint32_t status;    /* reply: HTTP status; ws message: kind; ws close: code */
+    uint32_t served_by; /* reply: the host that ran it */
+    uint64_t ws;        /* a socket id (see forward.c) */
+    struct router_str cls, name, method, path, query;
+    struct router_str headers; /* "name\0value\0" pairs */
+    struct router_str body;
+};
+
+size_t router_fwd_size(const struct router_fwd *f);
+/* Writes router_fwd_size(f) bytes. */
+void router_fwd_encode(const struct router_fwd *f, uint8_t *out);
+/* 0, or -1 for a malformed payload. The strings point into p. */
+int router_fwd_decode(struct router_fwd *f, const uint8_t *p, size_t len);
 
 #endif /* ROUTER_H */

@@ -84,6 +84,8 @@ static struct {
     uint32_t ckpt_segment;   /* the first segment of the last checkpoint */
     bool ckpt_running;
     _Atomic uint64_t checkpoints;
+    _Atomic uint64_t commits;
+    uint64_t started_ms; /* on the transport's clock */
 } C = {.mu = PTHREAD_MUTEX_INITIALIZER, .epoch_mu = PTHREAD_MUTEX_INITIALIZER};
 
 bool rt_cluster_enabled(void) { return C.peers != NULL; }
@@ -109,6 +111,40 @@ int rt_cluster_place(const uint8_t id[16], uint32_t *replicas, uint32_t *leader,
         if (cl->hosts[rank[i]].id == C.c->host_id)
             *candidate = true;
     return 0;
+}
+
+/* Live: this host; a peer whose connection is up (a silent one is closed
+ * after peer_dead_ms: that is the failure detector); and, for a moment after
+ * start, everyone (connections take a few round trips to come up). */
+bool rt_cluster_host_live(uint32_t id)
+{
+    if (id == C.c->host_id)
+        return true;
+    if (repl_peers_connected(C.peers, id))
+        return true;
+    return repl_peers_now_ms(C.peers) - C.started_ms < C.c->peer_dead_ms;
+}
+
+uint32_t rt_cluster_route(const uint8_t id[16])
+{
+    const struct router_cluster *cl = C.c->cluster;
+    unsigned rank[ROUTER_HOSTS_MAX];
+    router_rank(cl, id, rank);
+    for (unsigned i = 0; i <= C.c->replicas && i < cl->nhosts; i++)
+        if (rt_cluster_host_live(cl->hosts[rank[i]].id))
+            return cl->hosts[rank[i]].id;
+    return C.c->host_id; /* cannot happen: this host is live and a candidate when nobody else is */
+}
+
+void rt_cluster_send_app(uint32_t to, const void *payload, size_t len)
+{
+    repl_peers_send_app(C.peers, to, payload, len);
+}
+
+static void on_app(void *arg, uint32_t from, const uint8_t *payload, uint32_t len)
+{
+    (void)arg;
+    rt_front_forwarded(from, payload, len);
 }
 
 static bool is_replica_of(const uint8_t id[16])
@@ -612,13 +648,14 @@ int rt_cluster_start(const struct rt_config *c, char *err, size_t errlen)
     struct repl_peers_config pc = {.self = c->host_id, .hosts = hosts, .nhosts = c->cluster->nhosts,
                                    .secret = c->cluster_secret, .heartbeat_ms = c->peer_heartbeat_ms,
                                    .dead_ms = c->peer_dead_ms, .queue_bytes_max = 256u << 20, .tick_ms = TICK_MS,
-                                   .recv = on_recv, .tick = on_tick};
+                                   .recv = on_recv, .recv_app = on_app, .tick = on_tick};
     if (repl_peers_start(&C.peers, &pc, err, errlen) != 0) {
         repl_journal_stop(C.journal);
         repl_journal_destroy(C.journal);
         C.journal = NULL;
         return -1;
     }
+    C.started_ms = repl_peers_now_ms(C.peers);
     RT_INFO("msg=\"cluster host\" host=%u hosts=%u replicas=%u quorum=%u", c->host_id, c->cluster->nhosts,
             c->replicas, c->quorum);
     return 0;
@@ -665,4 +702,7 @@ void rt_cluster_stats(struct rt_cluster_stats *out)
     out->replica_ops = atomic_load(&C.replica_ops);
     out->checkpoints = atomic_load(&C.checkpoints);
     out->dropped_msgs = atomic_load(&C.dropped_msgs);
+    out->commits = atomic_load(&C.commits);
 }
+
+void rt_cluster_count_commits(uint64_t n) { atomic_fetch_add_explicit(&C.commits, n, memory_order_relaxed); }

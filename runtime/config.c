@@ -71,6 +71,8 @@ static const struct opt opts[] = {
     {"peer_heartbeat_ms", OPT_UINT, OFF(peer_heartbeat_ms), 5, 60000, "heartbeat on idle peer connections (100)"},
     {"peer_dead_ms", OPT_UINT, OFF(peer_dead_ms), 20, 600000,
      "close and redial a peer connection silent this long (1000)"},
+    {"redirect", OPT_BOOL, OFF(redirect), 0, 0,
+     "in a cluster, answer a request for an object another host leads with 307 to it instead of forwarding it"},
     {"replica_upload_timeout_ms", OPT_UINT, OFF(replica_upload_timeout_ms), 100, 86400000,
      "a replica uploads committed records the leader has not confirmed in storage after this (60000)"},
 };

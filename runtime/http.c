@@ -9,6 +9,9 @@
  * object's output gate. WebSocket connections also stay on the shard that
  * accepted them; their messages travel to the object's shard as events, and
  * what the object sends comes back as RT_MSG_WS_OUT.
+ *
+ * In a cluster, a request for an object another host leads goes there
+ * (forward.c), and every response names the host that ran it in `dobj-host`.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,55 +22,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-#include <h2o.h>
-#include <h2o/websocket.h>
-
-#include "runtime.h"
-
-/* A socket whose client does not read is closed once this much is queued. */
-#define WS_QUEUED_BYTES_MAX (16u << 20)
-/* After our close frame, the client has this long to answer before the
- * connection is dropped (a client that stopped reading never will). */
-#define WS_CLOSE_WAIT_MS 5000
-
-struct front_ws {
-    uint64_t id;
-    struct rt_front *front;
-    h2o_websocket_conn_t *conn;
-    const struct rt_class *cls;
-    uint64_t hash;
-    char *name;
-    size_t name_len;
-    int close_code; /* from the client's close frame; 1006 if none came */
-    char close_reason[124];
-    uint64_t close_by_ms; /* we sent a close: the client must answer by then */
-    struct front_ws *hnext;
-};
-
-struct rt_front {
-    h2o_context_t ctx; /* first: on_req finds the front from req->conn->ctx */
-    h2o_accept_ctx_t accept_ctx;
-    uv_tcp_t listener;
-    bool listening;
-    struct rt_shard *shard;
-    uint64_t ws_seq;
-    struct front_ws **ws_buckets;
-    size_t ws_nbuckets, ws_count;
-    uv_timer_t ws_timer; /* closes sockets that never answered our close */
-};
-
-/* A request waiting for its reply. `slot` lives in the request's pool and
- * points back here while both live; whichever goes first unhooks the other. */
-struct rt_wait {
-    h2o_req_t *req;
-    struct rt_wait **slot;
-    /* A WebSocket open: the socket's id and the object it belongs to. */
-    uint64_t ws_id;
-    const struct rt_class *cls;
-    uint64_t hash;
-    char *name;
-    size_t name_len;
-};
+#include "front.h"
 
 static h2o_globalconf_t globalconf;
 static bool globalconf_ready;
@@ -98,9 +53,17 @@ static const char *reason_phrase(int status)
     }
 }
 
-static void respond(h2o_req_t *req, int status, const char *headers, size_t headers_len, const char *body,
-                    size_t body_len)
+/* served_by: the host that ran the request (0: this one). */
+void front_respond_from(h2o_req_t *req, uint32_t served_by, int status, const char *headers, size_t headers_len,
+                        const char *body, size_t body_len)
 {
+    const struct rt_config *c = rt_host.config;
+    if (c->cluster != NULL) {
+        char id[16];
+        int n = snprintf(id, sizeof(id), "%u", served_by != 0 ? served_by : c->host_id);
+        h2o_iovec_t v = h2o_strdup(&req->pool, id, (size_t)n);
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("dobj-host"), 0, NULL, v.base, v.len);
+    }
     req->res.status = status;
     req->res.reason = reason_phrase(status);
     size_t off = 0;
@@ -127,7 +90,13 @@ static void respond(h2o_req_t *req, int status, const char *headers, size_t head
     h2o_send_inline(req, body, body_len);
 }
 
-static void respond_json_error(h2o_req_t *req, int status, const char *msg)
+static void respond(h2o_req_t *req, int status, const char *headers, size_t headers_len, const char *body,
+                    size_t body_len)
+{
+    front_respond_from(req, 0, status, headers, headers_len, body, body_len);
+}
+
+void front_respond_json_error(h2o_req_t *req, int status, const char *msg)
 {
     struct sdk_buf b = {0};
     sdk_buf_json_error(&b, msg);
@@ -136,15 +105,14 @@ static void respond_json_error(h2o_req_t *req, int status, const char *msg)
     sdk_buf_close(&b);
 }
 
-static void respond_errorf(h2o_req_t *req, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void respond_errorf(h2o_req_t *req, int status, const char *fmt, ...)
+void front_respond_errorf(h2o_req_t *req, int status, const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    respond_json_error(req, status, msg);
+    front_respond_json_error(req, status, msg);
 }
 
 /* ---- WebSocket table --------------------------------------------------- */
@@ -154,7 +122,7 @@ static struct front_ws **ws_bucket(struct rt_front *f, uint64_t id)
     return &f->ws_buckets[(id * 0x9E3779B97F4A7C15ull >> 32) & (f->ws_nbuckets - 1)];
 }
 
-static struct front_ws *ws_lookup(struct rt_front *f, uint64_t id)
+struct front_ws *front_ws_lookup(struct rt_front *f, uint64_t id)
 {
     for (struct front_ws *w = *ws_bucket(f, id); w != NULL; w = w->hnext)
         if (w->id == id)
@@ -162,7 +130,7 @@ static struct front_ws *ws_lookup(struct rt_front *f, uint64_t id)
     return NULL;
 }
 
-static void ws_insert(struct rt_front *f, struct front_ws *w)
+void front_ws_insert(struct rt_front *f, struct front_ws *w)
 {
     if (f->ws_count + 1 > f->ws_nbuckets) {
         struct front_ws **old = f->ws_buckets;
@@ -212,7 +180,7 @@ struct event_spec {
     int ws_kind;
 };
 
-static char *put(char **p, const void *src, size_t len)
+char *front_put(char **p, const void *src, size_t len)
 {
     char *d = *p;
     if (len > 0)
@@ -245,21 +213,21 @@ static struct rt_event *event_new(struct rt_shard *s, const struct event_spec *s
     e->headers = (struct sdk_header *)e->buf;
     e->nheaders = nh;
     char *p = e->buf + nh * sizeof(struct sdk_header);
-    e->name = put(&p, sp->name, sp->name_len);
+    e->name = front_put(&p, sp->name, sp->name_len);
     e->name_len = sp->name_len;
     if (req != NULL) {
-        e->method = put(&p, req->method.base, req->method.len);
-        e->path = put(&p, sp->path.base, sp->path.len);
-        e->query = put(&p, sp->query.base, sp->query.len);
+        e->method = front_put(&p, req->method.base, req->method.len);
+        e->path = front_put(&p, sp->path.base, sp->path.len);
+        e->query = front_put(&p, sp->query.base, sp->query.len);
         for (size_t i = 0; i < nh; i++) {
             h2o_header_t *h = &req->headers.entries[i];
-            e->headers[i].name = put(&p, h->name->base, h->name->len);
-            e->headers[i].value = put(&p, h->value.base, h->value.len);
+            e->headers[i].name = front_put(&p, h->name->base, h->name->len);
+            e->headers[i].value = front_put(&p, h->value.base, h->value.len);
         }
-        e->body = put(&p, req->entity.base, req->entity.base != NULL ? req->entity.len : 0);
+        e->body = front_put(&p, req->entity.base, req->entity.base != NULL ? req->entity.len : 0);
         e->body_len = req->entity.base != NULL ? req->entity.len : 0;
     } else {
-        e->body = put(&p, sp->data, sp->data_len);
+        e->body = front_put(&p, sp->data, sp->data_len);
         e->body_len = sp->data_len;
     }
     return e;
@@ -272,7 +240,7 @@ static void on_req_dispose(void *p)
         w->req = NULL;
 }
 
-static struct rt_wait *wait_new(h2o_req_t *req)
+struct rt_wait *front_wait_new(h2o_req_t *req)
 {
     struct rt_wait *w = sdk_xcalloc(1, sizeof(*w));
     w->req = req;
@@ -281,7 +249,7 @@ static struct rt_wait *wait_new(h2o_req_t *req)
     return w;
 }
 
-static void wait_free(struct rt_wait *w)
+void front_wait_free(struct rt_wait *w)
 {
     if (w->req != NULL)
         *w->slot = NULL;
@@ -327,6 +295,8 @@ static int on_metrics(h2o_req_t *req)
 {
     struct repl_stats st = {0};
     rt_durable_stats(&st);
+    struct rt_cluster_stats cs;
+    rt_cluster_stats(&cs); /* zeros on a single host */
     uint64_t events = 0;
     for (unsigned i = 0; i < rt_host.nshards; i++)
         events += atomic_load_explicit(&rt_host.shards[i].events, memory_order_relaxed);
@@ -339,7 +309,7 @@ static int on_metrics(h2o_req_t *req)
                    "# TYPE dobj_journal_record_bytes_total counter\ndobj_journal_record_bytes_total %llu\n"
                    "# TYPE dobj_journal_written_bytes_total counter\ndobj_journal_written_bytes_total %llu\n"
                    "# TYPE dobj_journal_segment gauge\ndobj_journal_segment %u\n",
-                   (unsigned long long)events, (unsigned long long)(st.records - rt_durable_markers()),
+                   (unsigned long long)events, (unsigned long long)(st.records - rt_durable_markers() + cs.commits),
                    (unsigned long long)st.batches,
                    (unsigned long long)st.fsyncs, (unsigned long long)st.bytes_in,
                    (unsigned long long)st.bytes_written, st.segment);
@@ -358,8 +328,6 @@ static int on_metrics(h2o_req_t *req)
                        (unsigned long long)up.segments_uploaded, (unsigned long long)up.bytes_uploaded,
                        (unsigned long long)up.failures, (unsigned long long)up.snapshots, (double)up.lag_us / 1e6, up.store_down ? 1 : 0);
     if (rt_cluster_enabled()) {
-        struct rt_cluster_stats cs;
-        rt_cluster_stats(&cs);
         sdk_buf_printf(&b,
                        "# TYPE dobj_peer_connected gauge\ndobj_peer_connected %u\n"
                        "# TYPE dobj_peer_messages_out_total counter\ndobj_peer_messages_out_total %llu\n"
@@ -410,7 +378,7 @@ static bool reserve_or_503(h2o_req_t *req, unsigned target)
     if (rt_shard_event_reserve(target))
         return true;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
-    respond_json_error(req, 503, "the server is overloaded: too many events queued; retry later");
+    front_respond_json_error(req, 503, "the server is overloaded: too many events queued; retry later");
     return false;
 }
 
@@ -457,12 +425,12 @@ static int on_admin_restore(h2o_req_t *req, h2o_iovec_t query)
     struct rt_front *f = (struct rt_front *)req->conn->ctx;
     struct rt_shard *s = f->shard;
     if (!peer_is_loopback(req)) {
-        respond_json_error(req, 403, "admin requests are accepted from loopback addresses only");
+        front_respond_json_error(req, 403, "admin requests are accepted from loopback addresses only");
         return 0;
     }
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
-        respond_json_error(req, 405, "use POST /_admin/restore?object=CLASS/NAME&lsn=N (or &at=RFC3339)");
+        front_respond_json_error(req, 405, "use POST /_admin/restore?object=CLASS/NAME&lsn=N (or &at=RFC3339)");
         return 0;
     }
     char object[RT_CLASS_NAME_MAX + 2 + RT_NAME_MAX + 1], lsn_s[32], at[64];
@@ -471,16 +439,17 @@ static int on_admin_restore(h2o_req_t *req, h2o_iovec_t query)
     bool has_at = query_param(query, "at", at, sizeof(at)) >= 0;
     const char *slash = olen > 0 ? memchr(object, '/', (size_t)olen) : NULL;
     if (slash == NULL || slash == object || slash + 1 == object + olen) {
-        respond_json_error(req, 400, "missing or malformed 'object': give object=CLASS/NAME");
+        front_respond_json_error(req, 400, "missing or malformed 'object': give object=CLASS/NAME");
         return 0;
     }
     const struct rt_class *cls = rt_class_find(object, (size_t)(slash - object));
     if (cls == NULL) {
-        respond_errorf(req, 404, "unknown class '%.*s'", (int)(slash - object > 64 ? 64 : slash - object), object);
+        front_respond_errorf(req, 404, "unknown class '%.*s'", (int)(slash - object > 64 ? 64 : slash - object),
+                             object);
         return 0;
     }
     if (has_lsn == has_at) {
-        respond_json_error(req, 400, "give exactly one of lsn=N and at=RFC3339");
+        front_respond_json_error(req, 400, "give exactly one of lsn=N and at=RFC3339");
         return 0;
     }
     uint64_t lsn = 0;
@@ -490,11 +459,11 @@ static int on_admin_restore(h2o_req_t *req, h2o_iovec_t query)
         errno = 0;
         lsn = strtoull(lsn_s, &end, 10);
         if (errno != 0 || *end != '\0' || lsn == 0 || lsn_s[0] == '-') {
-            respond_errorf(req, 400, "lsn '%s' is not a record number (1, 2, ...)", lsn_s);
+            front_respond_errorf(req, 400, "lsn '%s' is not a record number (1, 2, ...)", lsn_s);
             return 0;
         }
     } else if (rt_parse_rfc3339(at, &at_us) != 0) {
-        respond_errorf(req, 400, "at '%s' is not an RFC 3339 time (2026-12-04T18:00:00Z)", at);
+        front_respond_errorf(req, 400, "at '%s' is not an RFC 3339 time (2026-12-04T18:00:00Z)", at);
         return 0;
     }
     const char *name = slash + 1;
@@ -503,7 +472,7 @@ static int on_admin_restore(h2o_req_t *req, h2o_iovec_t query)
     unsigned target = rt_shard_of(hash);
     if (!reserve_or_503(req, target))
         return 0;
-    struct rt_wait *w = wait_new(req);
+    struct rt_wait *w = front_wait_new(req);
     struct event_spec sp = {.kind = SDK_EV_FETCH, .cls = cls, .hash = hash, .name = name, .name_len = name_len,
                             .req = req, .path = h2o_iovec_init("", 0), .query = query};
     struct rt_event *e = event_new(s, &sp);
@@ -535,19 +504,19 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
     h2o_iovec_t cname, rawname, rest;
     if (split_path(path, &cname, &rawname, &rest) != 0 || cname.len == 0) {
-        respond_json_error(req, 404, "no class in the path: use /<class>/<name>/...");
+        front_respond_json_error(req, 404, "no class in the path: use /<class>/<name>/...");
         return 0;
     }
     const struct rt_class *cls = rt_class_find(cname.base, cname.len);
     if (cls == NULL) {
-        respond_errorf(req, 404, "unknown class '%.*s'", (int)(cname.len > 64 ? 64 : cname.len), cname.base);
+        front_respond_errorf(req, 404, "unknown class '%.*s'", (int)(cname.len > 64 ? 64 : cname.len), cname.base);
         return 0;
     }
     char name[RT_NAME_MAX + 1];
     const char *why = NULL;
     long name_len = rt_name_decode(rawname.base, rawname.len, name, &why);
     if (name_len < 0) {
-        respond_errorf(req, 400, "invalid object name: %s", why);
+        front_respond_errorf(req, 400, "invalid object name: %s", why);
         return 0;
     }
     unsigned bit = method_bit(req->method);
@@ -557,29 +526,39 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         allow_header(allowed, allow, sizeof(allow));
         h2o_iovec_t v = h2o_strdup(&req->pool, allow, strlen(allow));
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, v.base, v.len);
-        respond_errorf(req, 405, "method %.*s is not allowed on class '%s' (allowed: %s)",
-                       (int)(req->method.len > 16 ? 16 : req->method.len), req->method.base, cls->cls->name, allow);
+        front_respond_errorf(req, 405, "method %.*s is not allowed on class '%s' (allowed: %s)",
+                             (int)(req->method.len > 16 ? 16 : req->method.len), req->method.base, cls->cls->name,
+                             allow);
         return 0;
     }
     if (req->entity.base != NULL && req->entity.len > s->config->max_body) {
-        respond_errorf(req, 413, "request body of %zu bytes is over the limit of %zu bytes", req->entity.len,
-                       s->config->max_body);
+        front_respond_errorf(req, 413, "request body of %zu bytes is over the limit of %zu bytes", req->entity.len,
+                             s->config->max_body);
         return 0;
     }
     const char *ws_key = NULL;
     if (h2o_is_websocket_handshake(req, &ws_key) != 0) {
-        respond_json_error(req, 400, "malformed WebSocket handshake (sec-websocket-key)");
+        front_respond_json_error(req, 400, "malformed WebSocket handshake (sec-websocket-key)");
         return 0;
     }
     if (ws_key != NULL && cls->cls->ws_open == NULL) {
-        respond_errorf(req, 400, "class '%s' does not accept WebSockets", cls->cls->name);
+        front_respond_errorf(req, 400, "class '%s' does not accept WebSockets", cls->cls->name);
         return 0;
+    }
+    if (s->config->cluster != NULL) {
+        uint8_t oid[16];
+        rt_object_id(cls->cls->name, name, (size_t)name_len, oid);
+        uint32_t leader = rt_cluster_route(oid);
+        if (leader != s->config->host_id) {
+            fwd_to_leader(f, req, leader, cls, name, (size_t)name_len, rest, query, ws_key != NULL);
+            return 0;
+        }
     }
     uint64_t hash = rt_object_hash(cls->cls->name, name, (size_t)name_len);
     unsigned target = rt_shard_of(hash);
     if (!reserve_or_503(req, target))
         return 0;
-    struct rt_wait *w = wait_new(req);
+    struct rt_wait *w = front_wait_new(req);
     struct event_spec sp = {.kind = SDK_EV_FETCH, .cls = cls, .hash = hash, .name = name,
                             .name_len = (size_t)name_len, .req = req, .path = rest, .query = query};
     if (ws_key != NULL) {
@@ -598,8 +577,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
 /* ---- WebSockets -------------------------------------------------------- */
 
-static void ws_post(struct rt_front *f, struct front_ws *w, enum sdk_event_kind kind, int ws_kind, const void *data,
-                    size_t len)
+void front_ws_post(struct rt_front *f, struct front_ws *w, enum sdk_event_kind kind, int ws_kind, const void *data,
+                   size_t len)
 {
     struct event_spec sp = {.kind = kind, .cls = w->cls, .hash = w->hash, .name = w->name,
                             .name_len = w->name_len, .data = data, .data_len = len, .ws_id = w->id,
@@ -613,14 +592,24 @@ static void ws_post_gone(struct rt_front *f, struct rt_wait *wt)
 {
     struct front_ws w = {.id = wt->ws_id, .cls = wt->cls, .hash = wt->hash, .name = wt->name,
                          .name_len = wt->name_len};
-    ws_post(f, &w, SDK_EV_WS_CLOSE, 1006, "", 0);
+    front_ws_post(f, &w, SDK_EV_WS_CLOSE, 1006, "", 0);
 }
 
-static void ws_closed(struct rt_front *f, struct front_ws *w)
+/* The socket is gone: the object hears it (on the client's host of a
+ * proxied socket, the leader's host does, and tells it). */
+void front_ws_closed(struct rt_front *f, struct front_ws *w)
 {
-    ws_post(f, w, SDK_EV_WS_CLOSE, w->close_code, w->close_reason, strlen(w->close_reason));
+    if (w->peer_host != 0 && w->conn != NULL) {
+        if (!w->peer_gone)
+            fwd_ws_send(w->peer_host, w->peer_id, w->id, ROUTER_FWD_WS_CLOSE,
+                        w->close_code >= 1000 && w->close_code <= 4999 ? w->close_code : 1006, w->close_reason,
+                        strlen(w->close_reason));
+    } else {
+        front_ws_post(f, w, SDK_EV_WS_CLOSE, w->close_code, w->close_reason, strlen(w->close_reason));
+    }
     ws_remove(f, w);
-    h2o_websocket_close(w->conn);
+    if (w->conn != NULL)
+        h2o_websocket_close(w->conn);
     free(w->name);
     free(w);
 }
@@ -630,20 +619,27 @@ static void on_ws_event(h2o_websocket_conn_t *conn, const struct wslay_event_on_
     struct front_ws *w = conn->data;
     struct rt_front *f = w->front;
     if (arg == NULL) {
-        ws_closed(f, w);
+        front_ws_closed(f, w);
         return;
     }
     switch (arg->opcode) {
     case WSLAY_TEXT_FRAME:
     case WSLAY_BINARY_FRAME:
+        if (w->peer_host != 0) {
+            if (!w->peer_gone)
+                fwd_ws_send(w->peer_host, w->peer_id, w->id, ROUTER_FWD_WS_MESSAGE,
+                            arg->opcode == WSLAY_TEXT_FRAME ? DOBJ_WS_TEXT : DOBJ_WS_BINARY, arg->msg,
+                            arg->msg_length);
+            break;
+        }
         if (!rt_shard_event_reserve(rt_shard_of(w->hash))) {
             RT_WARN("msg=\"closing a WebSocket: too many events queued\" shard=%u ws=%llu", f->shard->id,
                     (unsigned long long)w->id);
             wslay_event_queue_close(conn->ws_ctx, 1013, (const uint8_t *)"server overloaded", 17);
             break;
         }
-        ws_post(f, w, SDK_EV_WS_MESSAGE, arg->opcode == WSLAY_TEXT_FRAME ? DOBJ_WS_TEXT : DOBJ_WS_BINARY, arg->msg,
-                arg->msg_length);
+        front_ws_post(f, w, SDK_EV_WS_MESSAGE, arg->opcode == WSLAY_TEXT_FRAME ? DOBJ_WS_TEXT : DOBJ_WS_BINARY,
+                      arg->msg, arg->msg_length);
         break;
     case WSLAY_CONNECTION_CLOSE: {
         w->close_code = arg->status_code != 0 ? arg->status_code : 1005;
@@ -660,10 +656,8 @@ static void on_ws_event(h2o_websocket_conn_t *conn, const struct wslay_event_on_
     }
 }
 
-static void ws_accept(struct rt_front *f, struct rt_wait *wt)
+struct front_ws *front_ws_new(struct rt_front *f, struct rt_wait *wt)
 {
-    const char *key = NULL;
-    h2o_is_websocket_handshake(wt->req, &key);
     struct front_ws *w = sdk_xcalloc(1, sizeof(*w));
     w->id = wt->ws_id;
     w->front = f;
@@ -673,26 +667,41 @@ static void ws_accept(struct rt_front *f, struct rt_wait *wt)
     w->name_len = wt->name_len;
     wt->name = NULL;
     w->close_code = 1006;
+    return w;
+}
+
+struct front_ws *front_ws_accept(struct rt_front *f, struct rt_wait *wt)
+{
+    const char *key = NULL;
+    h2o_is_websocket_handshake(wt->req, &key);
+    struct front_ws *w = front_ws_new(f, wt);
     w->conn = h2o_upgrade_to_websocket(wt->req, key, w, on_ws_event);
     wslay_event_config_set_max_recv_msg_length(w->conn->ws_ctx, f->shard->config->ws_msg_max);
-    ws_insert(f, w);
+    front_ws_insert(f, w);
+    return w;
 }
 
 void rt_front_on_reply(struct rt_shard *s, struct rt_reply *r)
 {
     struct rt_front *f = s->front;
     struct rt_wait *w = r->wait;
-    if (w->req == NULL) {
+    if (w->fwd_host != 0 && r->ws_accept) {
+        fwd_accept_virtual(f, w);
+        fwd_answer(w->fwd_host, w->fwd_shard, w->fwd_id, 101, NULL, 0, NULL, 0, w->ws_id);
+    } else if (w->fwd_host != 0) {
+        fwd_answer(w->fwd_host, w->fwd_shard, w->fwd_id, r->status, r->headers, r->headers_len, r->body, r->body_len,
+                   0);
+    } else if (w->req == NULL) {
         /* The client went away while the object worked. A socket the object
          * accepted must be closed on its side too. */
         if (r->ws_accept)
             ws_post_gone(f, w);
     } else if (r->ws_accept) {
-        ws_accept(f, w);
+        front_ws_accept(f, w);
     } else {
         respond(w->req, r->status, r->headers, r->headers_len, r->body, r->body_len);
     }
-    wait_free(w);
+    front_wait_free(w);
     rt_msg_free(&r->msg);
 }
 
@@ -700,8 +709,18 @@ void rt_front_on_ws_out(struct rt_shard *s, struct rt_ws_out *m)
 {
     struct rt_front *f = s->front;
     struct sdk_out *o = m->out;
-    struct front_ws *w = ws_lookup(f, o->ws_id);
-    if (w != NULL) {
+    struct front_ws *w = front_ws_lookup(f, o->ws_id);
+    if (w != NULL && w->conn == NULL) {
+        /* A virtual socket: its client is on another host. */
+        if (o->kind == SDK_OUT_WS_SEND) {
+            fwd_ws_send(w->peer_host, w->peer_id, w->id, ROUTER_FWD_WS_MESSAGE, o->ws_kind, o->data, o->len);
+        } else {
+            int code = o->ws_kind >= 1000 && o->ws_kind <= 4999 ? o->ws_kind : 1000;
+            fwd_ws_send(w->peer_host, w->peer_id, w->id, ROUTER_FWD_WS_CLOSE, code, o->data, o->len);
+            if (w->close_by_ms == 0)
+                w->close_by_ms = uv_now(&s->loop) + WS_CLOSE_WAIT_MS;
+        }
+    } else if (w != NULL) {
         wslay_event_context_ptr ctx = w->conn->ws_ctx;
         bool closing = o->kind == SDK_OUT_WS_CLOSE;
         if (o->kind == SDK_OUT_WS_SEND && wslay_event_get_queued_msg_length(ctx) > WS_QUEUED_BYTES_MAX) {
@@ -735,10 +754,27 @@ static void on_ws_timer(uv_timer_t *h)
         while (w != NULL) {
             struct front_ws *next = w->hnext;
             /* Without a socket the upgrade is still under way: h2o owns it. */
-            if (w->close_by_ms != 0 && now >= w->close_by_ms && w->conn->sock != NULL) {
+            if (w->close_by_ms != 0 && now >= w->close_by_ms && (w->conn == NULL || w->conn->sock != NULL)) {
                 RT_INFO("msg=\"dropping a WebSocket that did not answer our close\" shard=%u ws=%llu",
                         f->shard->id, (unsigned long long)w->id);
-                ws_closed(f, w);
+                front_ws_closed(f, w);
+            } else if (w->peer_host != 0 && !w->peer_gone && !rt_cluster_host_live(w->peer_host)) {
+                /* The other end's host is gone. Its leader: the client is
+                 * told to reconnect (1012), and a reconnect reaches the new
+                 * leader. Its client's host: the object hears the socket
+                 * went away. */
+                RT_INFO("msg=\"closing a proxied WebSocket: host %u is gone\" shard=%u ws=%llu", w->peer_host,
+                        f->shard->id, (unsigned long long)w->id);
+                w->peer_gone = true;
+                if (w->conn == NULL) {
+                    front_ws_closed(f, w);
+                } else if (w->close_by_ms == 0) {
+                    static const char why[] = "the object's host went away; reconnect";
+                    wslay_event_queue_close(w->conn->ws_ctx, 1012, (const uint8_t *)why, sizeof(why) - 1);
+                    w->close_by_ms = now + WS_CLOSE_WAIT_MS;
+                    if (w->conn->sock != NULL)
+                        h2o_websocket_proceed(w->conn);
+                }
             }
             w = next;
         }
@@ -809,6 +845,12 @@ int rt_front_start(struct rt_shard *s, char *err, size_t errlen)
     f->ws_timer.data = f;
     uv_timer_start(&f->ws_timer, on_ws_timer, 1000, 1000);
     uv_unref((uv_handle_t *)&f->ws_timer);
+    uv_timer_init(&s->loop, &f->fwd_timer);
+    f->fwd_timer.data = f;
+    if (c->cluster != NULL) {
+        uv_timer_start(&f->fwd_timer, fwd_on_timer, 50, 50);
+        uv_unref((uv_handle_t *)&f->fwd_timer);
+    }
     f->accept_ctx.ctx = &f->ctx;
     f->accept_ctx.hosts = globalconf.hosts;
 
@@ -839,6 +881,8 @@ void rt_front_stop(struct rt_shard *s)
 {
     struct rt_front *f = s->front;
     uv_timer_stop(&f->ws_timer);
+    uv_timer_stop(&f->fwd_timer);
+    fwd_expire(f, true);
     if (f->listening) {
         uv_close((uv_handle_t *)&f->listener, NULL);
         f->listening = false;

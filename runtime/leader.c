@@ -301,10 +301,12 @@ int rt_leader_start(struct rt_shard *s, struct rt_actor *a, const uint8_t id[16]
     uint32_t replicas[REPL_REPLICAS_MAX], leader;
     bool candidate;
     rt_cluster_place(id, replicas, &leader, &candidate);
-    if (!candidate) {
+    leader = rt_cluster_route(id);
+    if (leader != c->host_id) {
+        /* Its route changed since the front looked (a host came or went). */
         const struct router_host *h = router_host_find(c->cluster, leader);
-        snprintf(why, whylen, "this host does not serve %s/%.*s: its leader is host %u at http://%s:%u", cls,
-                 (int)name_len, name, leader, h->client_host, h->client_port);
+        snprintf(why, whylen, "host %u does not lead %s/%.*s now: host %u at http://%s:%u does; retry", c->host_id,
+                 cls, (int)name_len, name, leader, h->client_host, h->client_port);
         return -1;
     }
     struct rt_leader *l = sdk_xcalloc(1, sizeof(*l));
@@ -392,6 +394,7 @@ static void after(struct rt_leader *l)
         uint64_t from = l->released + 1, to = l->durable;
         l->released = to;
         uncount(l, to);
+        rt_cluster_count_commits(to - from + 1);
         for (uint64_t lsn = from; lsn <= to; lsn++) {
             struct repl_rec *x = repl_leader_record(l->core, lsn);
             if (x != NULL)

@@ -15,6 +15,16 @@
  *              that holds the client's connection.
  *   recover.c  at start, before any shard: the journal is read back and every
  *              object's database rolled forward to its last durable record.
+ *
+ * In a cluster (--cluster):
+ *   forward.c  a request for an object another host leads (rt_cluster_route)
+ *              goes there on the peer connection, and its reply comes back;
+ *              WebSockets are proxied the same way;
+ *   leader.c   on the leader's shard, the event's record goes to the object's
+ *              five replicas instead of the host journal, and the gate opens
+ *              when three have it;
+ *   cluster.c  the peer thread: the replicas of the objects this host keeps,
+ *              their journal, placement, liveness and epochs.
  */
 #ifndef RUNTIME_H
 #define RUNTIME_H
@@ -83,6 +93,7 @@ struct rt_config {
     unsigned host_id;
     unsigned replicas, quorum;
     uint64_t commit_timeout_ms, peer_heartbeat_ms, peer_dead_ms, replica_upload_timeout_ms;
+    bool redirect; /* 307 to the leader instead of forwarding */
     struct router_cluster *cluster; /* loaded from cluster_file */
 };
 
@@ -141,6 +152,8 @@ enum rt_msg_type {
     RT_MSG_SNAPSHOT, /* uploader -> object shard: take a snapshot of an object */
     RT_MSG_REPL,     /* cluster -> leader's shard: a replica's answer */
     RT_MSG_UPLOADED, /* uploader -> leader's shard: records in object storage */
+    RT_MSG_FWD_REPLY, /* peer thread -> front: the leader's reply to a forwarded request */
+    RT_MSG_FWD_WS,    /* peer thread -> front: a proxied WebSocket's message or close */
 };
 
 struct rt_msg {
@@ -185,6 +198,29 @@ struct rt_reply {
     size_t headers_len;
     char *body; /* owned */
     size_t body_len;
+};
+
+struct rt_fwd_reply {
+    struct rt_msg msg;
+    uint64_t id; /* the front's forward id */
+    int status;
+    uint32_t served_by;
+    uint64_t ws; /* an accepted WebSocket: the leader's socket id */
+    char *headers; /* "name\0value\0" pairs, owned */
+    size_t headers_len;
+    char *body; /* owned */
+    size_t body_len;
+};
+
+struct rt_fwd_ws {
+    struct rt_msg msg;
+    uint32_t from;    /* the other host */
+    uint64_t ws;      /* our socket */
+    uint64_t sender;  /* its socket on the other host */
+    bool close;       /* a close (code) or a message (code: DOBJ_WS_TEXT/BINARY) */
+    int code;
+    char *data; /* owned */
+    size_t len;
 };
 
 struct rt_ws_out {
@@ -253,6 +289,7 @@ struct rt_host {
     struct repl_journal *journal;
     struct wal_uploader *uploader; /* NULL with store = none */
     uv_sem_t stopped; /* each shard posts once it takes no more events */
+    atomic_bool shards_ready; /* their loops can take posts (other threads may post) */
 };
 
 /* The host, written once before shard threads start. */
@@ -277,6 +314,11 @@ int rt_front_start(struct rt_shard *s, char *err, size_t errlen);
 void rt_front_stop(struct rt_shard *s);
 void rt_front_on_reply(struct rt_shard *s, struct rt_reply *r);
 void rt_front_on_ws_out(struct rt_shard *s, struct rt_ws_out *o);
+/* On the peer thread: a forwarded request or reply (router/forward.c) from
+ * host `from`, borrowed. */
+void rt_front_forwarded(uint32_t from, const uint8_t *payload, size_t len);
+void rt_front_on_fwd_reply(struct rt_shard *s, struct rt_fwd_reply *m);
+void rt_front_on_fwd_ws(struct rt_shard *s, struct rt_fwd_ws *m);
 
 /* ---- actors (actor.c) -------------------------------------------------- */
 
@@ -397,6 +439,7 @@ struct rt_leader;
 struct rt_cluster_stats {
     struct repl_peers_stats peers;
     uint64_t replica_ops, dropped_msgs, checkpoints;
+    uint64_t commits; /* records this host's leaders made durable */
 };
 
 bool rt_cluster_enabled(void);
@@ -404,6 +447,8 @@ int rt_cluster_start(const struct rt_config *c, char *err, size_t errlen);
 void rt_cluster_stop(void);
 void rt_cluster_destroy(void);
 void rt_cluster_stats(struct rt_cluster_stats *out);
+/* n more records made durable by a quorum (dobj_commits_total). Thread-safe. */
+void rt_cluster_count_commits(uint64_t n);
 /* The object's replica set (config replicas ids), its preferred leader, and
  * whether this host may lead it (ranks 0..replicas). */
 int rt_cluster_place(const uint8_t id[16], uint32_t *replicas, uint32_t *leader, bool *candidate);
@@ -411,6 +456,13 @@ int rt_cluster_place(const uint8_t id[16], uint32_t *replicas, uint32_t *leader,
 struct repl_epoch rt_cluster_epoch(struct repl_epoch seen);
 uint64_t rt_cluster_epoch_pack(struct repl_epoch e);
 void rt_cluster_send(const struct repl_msg *m);
+/* The host that leads the object now: the first live host among ranks
+ * 0..replicas (live: connected, or this host). Thread-safe. */
+uint32_t rt_cluster_route(const uint8_t id[16]);
+/* This host, a peer whose connection is up, or anyone just after start. */
+bool rt_cluster_host_live(uint32_t id);
+/* Sends a forwarded request or reply (router/forward.c) to host `to`. */
+void rt_cluster_send_app(uint32_t to, const void *payload, size_t len);
 void rt_cluster_register(const uint8_t id[16], unsigned shard, struct rt_leader *l);
 void rt_cluster_unregister(const uint8_t id[16], struct rt_leader *l);
 struct rt_leader *rt_cluster_leader_of(const uint8_t id[16], unsigned shard);

@@ -30,6 +30,13 @@ void rt_msg_free(struct rt_msg *m)
     case RT_MSG_WS_OUT:
         free(((struct rt_ws_out *)m)->out);
         break;
+    case RT_MSG_FWD_REPLY:
+        free(((struct rt_fwd_reply *)m)->headers);
+        free(((struct rt_fwd_reply *)m)->body);
+        break;
+    case RT_MSG_FWD_WS:
+        free(((struct rt_fwd_ws *)m)->data);
+        break;
     case RT_MSG_REPL:
         repl_msg_release(&((struct rt_repl_msg *)m)->m);
         break;
@@ -74,6 +81,12 @@ static void dispatch(struct rt_shard *s, struct rt_msg *m)
         break;
     case RT_MSG_UPLOADED:
         rt_leader_on_uploaded(s, (struct rt_uploaded_msg *)m);
+        break;
+    case RT_MSG_FWD_REPLY:
+        rt_front_on_fwd_reply(s, (struct rt_fwd_reply *)m);
+        break;
+    case RT_MSG_FWD_WS:
+        rt_front_on_fwd_ws(s, (struct rt_fwd_ws *)m);
         break;
     case RT_MSG_FINISH:
         free(m);
@@ -247,6 +260,7 @@ int rt_host_run(struct rt_config *c)
             return 1;
         }
     }
+    atomic_store(&rt_host.shards_ready, true);
     uv_loop_t *main_loop = uv_default_loop();
     static const int signums[2] = {SIGINT, SIGTERM};
     for (int i = 0; i < 2; i++) {

@@ -15,9 +15,11 @@ etcd, the reference a user would pick for replicated durable writes: three
 Debian `etcd` 3.4 members on loopback, the same wrk against the leader's JSON
 gateway, a 16-byte value per put (tests/bench/etcd_put.lua), one key or 1,000.
 
-Both on the same two cores, in the same run; RUNS runs of DURATION s after a
-WARMUP s warm-up each, medians. The target: dobj >= 3x etcd's throughput with
-a lower p99, for both shapes. The report goes to stdout and
+Both clusters run side by side on the same two cores (an idle one costs
+under 1% of a core) and the runs alternate, dobj then etcd, RUNS times of
+DURATION s after a WARMUP s warm-up each, so that the machine's minute-to-
+minute noise falls on both alike; medians. The target: dobj >= 3x etcd's
+throughput with a lower p99, for both shapes. The report goes to stdout and
 DOBJ_BUILD/bench/cluster.md.
 
 Environment: DOBJ_BUILD (build), DURATION (10), WARMUP (2), RUNS (3),
@@ -77,17 +79,28 @@ def wrk(script, url, secs, env=None):
     return {k: float(v) for k, v in r.items()}, " ".join(cmd)
 
 
-def measure(name, script, url, env=None):
-    wrk(script, url, WARMUP, env)
-    runs = [wrk(script, url, DURATION, env) for _ in range(RUNS)]
-    res = [r for r, _ in runs]
-    errors = sum(r["errors"] for r in res)
-    med = {k: statistics.median(r[k] for r in res) for k in ("rps", "p50_us", "p99_us")}
-    med["errors"] = errors
-    med["cmd"] = runs[0][1]
-    print(f"bench: {name}: {med['rps']:.0f} req/s, p50 {med['p50_us'] / 1000:.2f} ms, "
-          f"p99 {med['p99_us'] / 1000:.2f} ms, errors {errors:.0f}", flush=True)
-    return med
+def measure(shapes):
+    """shapes: name -> (script, url, env). Warms each up, then runs them in
+    turn RUNS times; the medians per name."""
+    for script, url, env in shapes.values():
+        wrk(script, url, WARMUP, env)
+    runs = {name: [] for name in shapes}
+    for i in range(RUNS):
+        for name, (script, url, env) in shapes.items():
+            r, cmd = wrk(script, url, DURATION, env)
+            runs[name].append((r, cmd))
+            print(f"bench: run {i + 1}/{RUNS} {name}: {r['rps']:.0f} req/s, p99 {r['p99_us'] / 1000:.2f} ms",
+                  flush=True)
+    out = {}
+    for name, rs in runs.items():
+        res = [r for r, _ in rs]
+        med = {k: statistics.median(r[k] for r in res) for k in ("rps", "p50_us", "p99_us")}
+        med["errors"] = sum(r["errors"] for r in res)
+        med["cmd"] = rs[0][1]
+        print(f"bench: {name}: {med['rps']:.0f} req/s, p50 {med['p50_us'] / 1000:.2f} ms, "
+              f"p99 {med['p99_us'] / 1000:.2f} ms, errors {med['errors']:.0f}", flush=True)
+        out[name] = med
+    return out
 
 
 def led_by(host, count, hosts=HOSTS):
@@ -120,7 +133,7 @@ def dobj_cluster(tmp):
     for i, (c, _) in ports.items():
         if not wait_http(f"http://127.0.0.1:{c}/_hello"):
             sys.exit(f"bench: dobj host {i} did not start; see {tmp}/dobj-{i}.log")
-    return procs, f"http://127.0.0.1:{ports[1][0]}"
+    return procs, {i: f"http://127.0.0.1:{c}" for i, (c, _) in ports.items()}
 
 
 def etcd_cluster(tmp):
@@ -167,23 +180,21 @@ def main():
             sys.exit(f"bench: {tool} is missing (make deps installs it)")
     tmp = Path(tempfile.mkdtemp(prefix="dobj-bench-cluster-"))
     res = {}
+    procs = []
     try:
-        procs, base = dobj_cluster(tmp)
-        try:
-            names = led_by(1, 1000)
-            (tmp / "names.txt").write_text("\n".join(names) + "\n")
-            res["dobj one"] = measure("dobj 3-of-5, 1 object", "one.lua", f"{base}/counter/{names[0]}")
-            res["dobj spread"] = measure("dobj 3-of-5, 1,000 objects", "names.lua", base,
-                                         {"NAMES": str(tmp / "names.txt")})
-        finally:
-            stop(procs)
-        procs, leader = etcd_cluster(tmp)
-        try:
-            res["etcd one"] = measure("etcd 3 members, 1 key", "etcd_put.lua", leader, {"KEYS": "1"})
-            res["etcd spread"] = measure("etcd 3 members, 1,000 keys", "etcd_put.lua", leader, {"KEYS": "1000"})
-        finally:
-            stop(procs)
+        dprocs, urls = dobj_cluster(tmp)
+        base = urls[1]
+        procs += dprocs
+        eprocs, leader = etcd_cluster(tmp)
+        procs += eprocs
+        names = led_by(1, 1000)
+        (tmp / "names.txt").write_text("\n".join(names) + "\n")
+        res.update(measure({"dobj one": ("one.lua", f"{base}/counter/{names[0]}", None),
+                            "etcd one": ("etcd_put.lua", leader, {"KEYS": "1"})}))
+        res.update(measure({"dobj spread": ("names.lua", base, {"NAMES": str(tmp / "names.txt")}),
+                            "etcd spread": ("etcd_put.lua", leader, {"KEYS": "1000"})}))
     finally:
+        stop(procs)
         if os.environ.get("KEEP") != "1":
             shutil.rmtree(tmp, ignore_errors=True)
     lines = ["| shape | dobj req/s | dobj p50 | dobj p99 | etcd req/s | etcd p50 | etcd p99 | throughput ratio | "

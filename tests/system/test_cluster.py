@@ -1,9 +1,9 @@
 """Quorum replication across six real processes on loopback (issue 5).
 
-Leadership here comes from the client: a host in an object's ranks 0..5 that
-gets a request for it becomes its leader through recovery (a new epoch,
-promises from three of the five replicas), which deposes the one before.
-Every test checks what a client saw against what survives.
+The first live host of an object's ranks 0..5 leads it (the others forward
+to it: test_router.py); a host becomes its leader through recovery (a new
+epoch, promises from three of the five replicas), which deposes the one
+before. Every test checks what a client saw against what survives.
 """
 import os
 import shutil
@@ -96,13 +96,15 @@ def test_writes_reach_a_quorum_and_every_candidate_serves_one_state(cluster):
     for i in range(30):
         r = kv_put(s, cluster[rank[0]], obj, f"k{i}", f"v{i}")
         assert r.status_code == 200, r.text
+    # The leader counts its quorum commits (the barrier of its epoch too).
+    assert 30 <= cluster[rank[0]].metrics()["dobj_commits_total"] <= 33
     # The replica set holds the records in its journals; rank 0 is no replica.
     replicas = cluster.replica_set("probe", obj)
     assert rank[0] not in replicas
     for i in replicas:
         seg = sorted((cluster.dir / f"h{i}" / "replica").glob("*.log"))
         assert seg and sum(p.stat().st_size for p in seg) > 1000, f"host {i} journaled nothing"
-    # Any candidate takes over with the same state, and hands it on.
+    # Through any candidate the same state: they forward to the leader.
     for host in rank[1:4]:
         for i in (0, 17, 29):
             r = retrying(lambda: kv_get(cluster[host], obj, f"k{i}"))
@@ -177,6 +179,9 @@ def test_counter_failover_neither_loses_nor_duplicates(cluster):
         assert s.post(cluster[rank[0]].url("/counter/c"), timeout=10).status_code == 200
         ok += 1
     cluster[rank[0]].kill9()
+    # Until rank 1 has noticed, it forwards to the dead host and answers 503
+    # (an unknown outcome a client would retry); a read is safe to retry.
+    assert retrying(lambda: requests.get(cluster[rank[1]].url("/counter/c"), timeout=10), tries=100).status_code == 200
     for _ in range(50):
         assert s.post(cluster[rank[1]].url("/counter/c"), timeout=10).status_code == 200
         ok += 1
