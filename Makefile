@@ -7,6 +7,7 @@
 #   make sim        the replication protocol under the simulator: SEEDS=N, or SEED=S to replay one
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make asan       an ASan+UBSan build in build-asan/
+#   make fuzz       the libFuzzer targets of tests/fuzz/ (clang, build-fuzz/), FUZZ_SECONDS each
 #
 # SANITIZE=1 builds everything with ASan+UBSan into build-asan/.
 
@@ -15,7 +16,14 @@ DESTDIR ?=
 CC ?= cc
 PY := /usr/bin/python3
 
-ifeq ($(SANITIZE),1)
+ifeq ($(FUZZ),1)
+# libFuzzer targets (tests/fuzz/) need clang's coverage instrumentation.
+BUILD ?= build-fuzz
+CC := clang
+SANFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined \
+    -Wno-unknown-warning-option -Wno-format-nonliteral
+OPT ?= -O1 -g
+else ifeq ($(SANITIZE),1)
 BUILD ?= build-asan
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 OPT ?= -O1 -g
@@ -46,7 +54,8 @@ CLASS_CFLAGS := $(CSTD) $(OPT) $(WARN) -Isdk/include -fPIC -shared -fvisibility=
 UNIT_SRC := $(wildcard tests/unit/*/*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
-.PHONY: all deps run test test-unit test-system test-sim sim bench install uninstall clean asan
+.PHONY: all deps run run-cluster test test-unit test-system test-sim sim bench install uninstall clean asan \
+    fuzz fuzz-run fuzz-seeds
 
 all: $(BUILD)/dobj $(EXAMPLES) $(TEST_CLASSES)
 
@@ -72,6 +81,33 @@ $(BUILD)/unit/%: tests/unit/%.c $(LIB_OBJ)
 
 asan:
 	$(MAKE) SANITIZE=1 all
+
+# Fuzzing (tests/fuzz/): each target over its committed seed corpus, then
+# new inputs for FUZZ_SECONDS (kept under build-fuzz/fuzz/new-*, not in git).
+FUZZ_SECONDS ?= 10
+FUZZ_SRC := $(filter-out tests/fuzz/seeds.c,$(wildcard tests/fuzz/*.c))
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $< $(LIB_OBJ) -o $@ -fsanitize=fuzzer,address,undefined $(LIBS)
+
+fuzz:
+	@$(MAKE) --no-print-directory FUZZ=1 fuzz-run
+
+fuzz-run: $(FUZZ_BIN)
+	@for t in $(FUZZ_BIN); do n=$$(basename $$t); n=$${n#fuzz_}; mkdir -p $(BUILD)/fuzz/new-$$n; \
+	    echo "== $$t: $(FUZZ_SECONDS) s from tests/fuzz/corpus/$$n"; \
+	    $(SAN_ENV) $$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -artifact_prefix=$(BUILD)/fuzz/ \
+	        $(BUILD)/fuzz/new-$$n tests/fuzz/corpus/$$n > $(BUILD)/fuzz/$$n.log 2>&1 || \
+	        { tail -60 $(BUILD)/fuzz/$$n.log; echo "fuzz: $$t failed; the input is under $(BUILD)/fuzz/"; exit 1; }; \
+	    grep -E "DONE" $(BUILD)/fuzz/$$n.log; done
+
+# Writes the seed corpora with the real encoders (commit what it writes).
+fuzz-seeds: $(LIB_OBJ)
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS_ALL) tests/fuzz/seeds.c $(LIB_OBJ) -o $(BUILD)/fuzz-seeds $(LIBS)
+	$(BUILD)/fuzz-seeds tests/fuzz/corpus
 
 # The simulator (tests/sim/) links the protocol core; sim-planted-N builds it
 # with bug N planted in the core (replicate/quorum.c), which the checker must
@@ -104,7 +140,8 @@ test-sim: $(BUILD)/sim/sim $(addprefix $(BUILD)/sim/sim-planted-,$(PLANTED))
 DEB_PACKAGES := gcc make pkg-config libuv1-dev libsqlite3-dev libh2o-dev libwslay-dev libssl-dev \
     liburing-dev libcurl4-openssl-dev libxxhash-dev libzstd-dev libcriterion-dev sqlite3 curl wrk \
     python3-pytest python3-requests python3-websocket python3-websockets python3-boto3 python3-zstandard python3-xxhash \
-    swift-proxy swift-account swift-container swift-object nodejs etcd-server etcd-client nftables
+    swift-proxy swift-account swift-container swift-object nodejs etcd-server etcd-client nftables \
+    clang libclang-rt-14-dev
 
 # s3rver (npm), one of the two S3 servers of the system tests
 # (tests/system/s3servers.py), goes into tests/.node, not into the system.
@@ -142,6 +179,27 @@ run: deps
 	@echo "  open http://127.0.0.1:8080/chat/lobby/ in a browser (chat over WebSocket)"
 	exec $(BUILD)/dobj serve --listen 127.0.0.1:8080 --data ./data $(addprefix --class ,$(EXAMPLES))
 
+# Six hosts on loopback: clients on 8081..8086, peers on 9081..9086, data in
+# ./data-cluster/hN and a shared file:// store; Ctrl-C stops them all.
+CLUSTER_DIR := data-cluster
+run-cluster: deps
+	@$(MAKE) --no-print-directory all
+	@mkdir -p $(CLUSTER_DIR)
+	@test -f $(CLUSTER_DIR)/cluster.conf || { \
+	  echo "secret $$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"; \
+	  for i in 1 2 3 4 5 6; do echo "host $$i 127.0.0.1:808$$i 127.0.0.1:908$$i"; done; \
+	} > $(CLUSTER_DIR)/cluster.conf
+	@echo "dobj: six hosts on http://127.0.0.1:8081 .. :8086 (cluster file $(CLUSTER_DIR)/cluster.conf); try:"
+	@echo "  curl -X POST http://127.0.0.1:8083/counter/alice     (any host: forwarded to its leader)"
+	@echo "  $(BUILD)/dobj status --server http://127.0.0.1:8081"
+	@echo "  open http://127.0.0.1:8085/chat/lobby/ in a browser"
+	@trap 'kill $$(jobs -p) 2>/dev/null; wait' INT TERM EXIT; \
+	for i in 1 2 3 4 5 6; do \
+	  $(BUILD)/dobj serve --cluster $(CLUSTER_DIR)/cluster.conf --host-id $$i --data $(CLUSTER_DIR)/h$$i \
+	    --store file://$(CURDIR)/$(CLUSTER_DIR)/store --listen 127.0.0.1:808$$i --shards 1 \
+	    $(addprefix --class ,$(EXAMPLES)) & \
+	done; wait
+
 # Unit tests run under ASan+UBSan; the system tests run against both builds.
 test: deps
 	@$(MAKE) --no-print-directory all
@@ -149,6 +207,7 @@ test: deps
 	@$(MAKE) --no-print-directory SANITIZE=1 test-unit
 	@$(MAKE) --no-print-directory SANITIZE=1 test-sim SEEDS=200
 	@$(MAKE) --no-print-directory test-sim SEEDS=2000
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
 	@$(MAKE) --no-print-directory SANITIZE=1 test-system
 	@$(MAKE) --no-print-directory test-system
 

@@ -38,9 +38,11 @@
 struct frame {
     struct frame *next;
     uint32_t to;
-    uint32_t len; /* header + payload */
+    uint32_t len;      /* header + payload */
+    uint64_t queued_ms; /* APP frames: not sent later than dead_ms after this */
     uint8_t data[];
 };
+
 
 enum conn_state { C_CONNECTING = 1, C_HELLO, C_CHALLENGE, C_READY, C_CLOSING };
 
@@ -73,6 +75,8 @@ struct remote {
     struct conn *out;
     struct frame *qhead, *qtail;
     uint64_t qbytes;
+    unsigned napp; /* APP frames in the queue */
+    atomic_int in_ready; /* its connections to us that are authenticated */
     uint64_t redial_ms, backoff_ms;
     atomic_bool up;
 };
@@ -110,6 +114,34 @@ struct repl_peers {
 static uint64_t now_ms(void) { return uv_hrtime() / 1000000; }
 
 static void peers_flush(struct repl_peers *p, struct remote *r);
+
+static bool is_app(const struct frame *f) { return f->data[5] == REPL_FRAME_APP; }
+
+/* Drops the queued APP frames for r that must not go out any more: all of
+ * them (`all`: its connection went down, and their senders are told the
+ * outcome is unknown), or those queued over dead_ms ago. A client's request
+ * must not run long after its client was told it failed. */
+static void drop_app_frames(struct repl_peers *p, struct remote *r, bool all)
+{
+    if (r->napp == 0)
+        return;
+    uint64_t now = uv_hrtime() / 1000000;
+    struct frame **pp = &r->qhead, *last = NULL;
+    while (*pp != NULL) {
+        struct frame *f = *pp;
+        if (is_app(f) && (all || now - f->queued_ms >= p->cfg.dead_ms)) {
+            *pp = f->next;
+            r->qbytes -= f->len;
+            r->napp--;
+            atomic_fetch_add(&p->dropped, 1);
+            free(f);
+        } else {
+            last = f;
+            pp = &f->next;
+        }
+    }
+    r->qtail = last;
+}
 
 uint64_t repl_peers_now_ms(struct repl_peers *p)
 {
@@ -158,6 +190,7 @@ static void conn_close(struct conn *c, int level, const char *why)
         if (r != NULL && r->out == c) {
             r->out = NULL;
             atomic_store(&r->up, false);
+            drop_app_frames(p, r, true);
             if (was_ready)
                 r->backoff_ms = BACKOFF_MIN_MS;
             uint64_t jitter = uv_hrtime() % (r->backoff_ms / 2 + 1);
@@ -165,6 +198,9 @@ static void conn_close(struct conn *c, int level, const char *why)
             r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
         }
     } else {
+        struct remote *r = was_ready ? remote_of(p, c->peer) : NULL;
+        if (r != NULL)
+            atomic_fetch_sub(&r->in_ready, 1);
         for (struct conn **pp = &p->accepted; *pp != NULL; pp = &(*pp)->next)
             if (*pp == c) {
                 *pp = c->next;
@@ -239,7 +275,7 @@ static void conn_send(struct conn *c, uint8_t type, const uint8_t *payload, uint
 
 static void peers_flush(struct repl_peers *p, struct remote *r)
 {
-    (void)p;
+    drop_app_frames(p, r, false);
     struct conn *c = r->out;
     while (c != NULL && c->state == C_READY && r->qhead != NULL && c->inflight < INFLIGHT_BYTES_MAX) {
         struct frame *batch[WRITE_FRAMES_MAX];
@@ -248,6 +284,7 @@ static void peers_flush(struct repl_peers *p, struct remote *r)
             struct frame *f = r->qhead;
             r->qhead = f->next;
             r->qbytes -= f->len;
+            r->napp -= is_app(f);
             batch[n++] = f;
         }
         if (r->qhead == NULL)
@@ -341,6 +378,9 @@ static bool on_auth(struct conn *c, const uint8_t *pl, uint32_t len)
         return true;
     }
     c->state = C_READY;
+    struct remote *r = remote_of(p, c->peer);
+    if (r != NULL)
+        atomic_fetch_add(&r->in_ready, 1);
     return true;
 }
 
@@ -619,6 +659,7 @@ static void on_async(uv_async_t *a)
                 r->qhead = f;
             r->qtail = f;
             r->qbytes += f->len;
+            r->napp += is_app(f);
         }
         f = next;
     }
@@ -739,6 +780,7 @@ void repl_peers_send_app(struct repl_peers *p, uint32_t to, const void *payload,
     }
     struct frame *f = frame_new(REPL_FRAME_APP, payload, (uint32_t)len);
     f->to = to;
+    f->queued_ms = now_ms();
     inbox_push(p, f);
 }
 
@@ -766,6 +808,14 @@ bool repl_peers_connected(struct repl_peers *p, uint32_t host)
         return true;
     struct remote *r = remote_of(p, host);
     return r != NULL && atomic_load(&r->up);
+}
+
+bool repl_peers_reachable(struct repl_peers *p, uint32_t host)
+{
+    if (host == p->cfg.self)
+        return true;
+    struct remote *r = remote_of(p, host);
+    return r != NULL && atomic_load(&r->up) && atomic_load(&r->in_ready) > 0;
 }
 
 void repl_peers_stats(struct repl_peers *p, struct repl_peers_stats *out)

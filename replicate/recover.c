@@ -114,7 +114,7 @@ static size_t next_valid(const struct scan *s, size_t off)
     return 0;
 }
 
-/* Decompresses a valid batch and hands out its records. */
+/* Decompresses (or, DJR1, copies) a valid batch and hands out its records. */
 static int batch_records(struct scan *s, size_t off)
 {
     const uint8_t *h = s->buf + off;

@@ -484,6 +484,9 @@ void repl_peers_post(struct repl_peers *p, void (*fn)(void *arg), void *arg);
 uint64_t repl_peers_now_ms(struct repl_peers *p);
 /* Whether the connection to host is authenticated and up. Thread-safe. */
 bool repl_peers_connected(struct repl_peers *p, uint32_t host);
+/* Both ways: our connection to host is up, and one of its to us is (we
+ * send on ours, it answers on its). Thread-safe. */
+bool repl_peers_reachable(struct repl_peers *p, uint32_t host);
 void repl_peers_stats(struct repl_peers *p, struct repl_peers_stats *out);
 /* Stops the thread: queued messages may be lost; later sends are dropped,
  * later posts run in destroy. */

@@ -5,7 +5,7 @@
  *
  *   frame header, 24 bytes:
  *        0  4  magic "DPF1" (0x31465044)
- *        4  1  version (1)
+ *        4  1  version (2)
  *        5  1  frame type (enum repl_frame_type)
  *        6  2  reserved (0)
  *        8  4  payload length P (at most REPL_FRAME_PAYLOAD_MAX)
@@ -73,7 +73,7 @@
 #include "wal.h"
 
 #define FRAME_MAGIC 0x31465044u
-#define FRAME_VERSION 1
+#define FRAME_VERSION 2 /* 2: APP frames */
 #define MSG_HEAD 100
 #define REC_HEAD 24
 #define OP_MAGIC 0x314f5244u

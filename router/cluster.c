@@ -164,6 +164,14 @@ static uint64_t weight(const struct router_cluster *c, const uint8_t id[16], uin
     return XXH3_64bits_withSeed(in, sizeof(in), c->seed);
 }
 
+static unsigned rank_of(const struct router_cluster *c, const unsigned rank[ROUTER_HOSTS_MAX], uint32_t id)
+{
+    for (unsigned i = 0; i < c->nhosts; i++)
+        if (c->hosts[rank[i]].id == id)
+            return i;
+    return c->nhosts;
+}
+
 void router_rank(const struct router_cluster *c, const uint8_t object_id[16], unsigned out[ROUTER_HOSTS_MAX])
 {
     uint64_t w[ROUTER_HOSTS_MAX];
@@ -182,10 +190,48 @@ void router_rank(const struct router_cluster *c, const uint8_t object_id[16], un
         }
 }
 
+/* How many of out[0..n) are in `zone` (a host without one is alone in its). */
+static unsigned zone_count(const struct router_cluster *c, const uint32_t *out, unsigned n, const char *zone)
+{
+    unsigned k = 0;
+    for (unsigned i = 0; i < n && zone[0] != '\0'; i++)
+        k += strcmp(router_host_find(c, out[i])->zone, zone) == 0;
+    return k;
+}
+
+/* Replicas spread over the zones, round by round: round r walks the ranking
+ * and takes each host whose zone has r replicas so far. Hosts without a zone
+ * are a zone of their own each, so with no zones (or one host per zone) this
+ * is ranks 1..replicas. */
 void router_replicas(const struct router_cluster *c, const unsigned rank[ROUTER_HOSTS_MAX], unsigned replicas,
                      uint32_t *out)
 {
-    unsigned first = c->nhosts > replicas ? 1 : 0;
-    for (unsigned i = 0; i < replicas && first + i < c->nhosts; i++)
-        out[i] = c->hosts[rank[first + i]].id;
+    unsigned first = c->nhosts > replicas ? 1 : 0, n = 0;
+    bool taken[ROUTER_HOSTS_MAX] = {0};
+    for (unsigned round = 0; n < replicas && n + first < c->nhosts; round++)
+        for (unsigned i = first; i < c->nhosts && n < replicas; i++)
+            if (!taken[i] && zone_count(c, out, n, c->hosts[rank[i]].zone) <= round) {
+                out[n++] = c->hosts[rank[i]].id;
+                taken[i] = true;
+            }
+    /* In rank order, which is the order of succession. */
+    for (unsigned i = 1; i < n; i++)
+        for (unsigned k = i; k > 0 && rank_of(c, rank, out[k]) < rank_of(c, rank, out[k - 1]); k--) {
+            uint32_t t = out[k];
+            out[k] = out[k - 1];
+            out[k - 1] = t;
+        }
+}
+
+unsigned router_candidates(const struct router_cluster *c, const unsigned rank[ROUTER_HOSTS_MAX], unsigned replicas,
+                           uint32_t *out)
+{
+    uint32_t reps[ROUTER_HOSTS_MAX];
+    router_replicas(c, rank, replicas, reps);
+    unsigned nreps = replicas < c->nhosts ? replicas : c->nhosts, n = 0;
+    out[n++] = c->hosts[rank[0]].id;
+    for (unsigned i = 0; i < nreps; i++)
+        if (reps[i] != out[0])
+            out[n++] = reps[i];
+    return n;
 }

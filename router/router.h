@@ -13,10 +13,11 @@
  * weight per object from (seed, host id, object id), and the hosts in
  * descending weight are the object's ranking. Rank 0 leads; the replica set
  * is ranks 1..replicas (ranks 0..replicas-1 when there are no more hosts than
- * replicas). The leader is the first live host among ranks 0..replicas (the
- * runtime knows who is live: runtime/cluster.c); the others forward a
- * client's request to it (forward.c's payload, on the peer connection) or,
- * with --redirect, answer 307.
+ * replicas), or with zones, the first hosts of distinct zones in rank order,
+ * then the rest. The leader is the first live one of rank 0 and the replica
+ * set, in rank order (the runtime knows who is live: runtime/cluster.c); the
+ * others forward a client's request to it (forward.c's payload, on the peer
+ * connection) or, with --redirect, answer 307.
  */
 #ifndef ROUTER_H
 #define ROUTER_H
@@ -51,9 +52,16 @@ const struct router_host *router_host_find(const struct router_cluster *c, uint3
 /* Ranks every host for an object: out[i] is the index (into c->hosts) of the
  * host of rank i. */
 void router_rank(const struct router_cluster *c, const uint8_t object_id[16], unsigned out[ROUTER_HOSTS_MAX]);
-/* The replica set of an object from its ranking: `replicas` host ids. */
+/* The replica set of an object from its ranking: `replicas` host ids (fewer
+ * if there are not that many hosts), in rank order. With zones, hosts of
+ * zones no replica has yet come first: one zone's loss takes as few
+ * replicas as the zones allow. */
 void router_replicas(const struct router_cluster *c, const unsigned rank[ROUTER_HOSTS_MAX], unsigned replicas,
                      uint32_t *out);
+/* Who may lead an object, in order of succession: rank 0, then its replicas.
+ * Returns how many (at most replicas + 1). */
+unsigned router_candidates(const struct router_cluster *c, const unsigned rank[ROUTER_HOSTS_MAX], unsigned replicas,
+                           uint32_t *out);
 
 /* ---- forwarded requests (forward.c, format at its top) ------------------ */
 

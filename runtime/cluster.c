@@ -73,6 +73,7 @@ static struct {
     /* the registry: written by each leader's shard, read by the transport */
     pthread_mutex_t mu;
     struct reg *reg[REG_BUCKETS];
+    size_t leading; /* entries in the registry */
     /* epochs */
     pthread_mutex_t epoch_mu;
     uint64_t epoch_next, epoch_floor;
@@ -86,6 +87,7 @@ static struct {
     _Atomic uint64_t checkpoints;
     _Atomic uint64_t commits;
     uint64_t started_ms; /* on the transport's clock */
+    _Atomic size_t replicating; /* C.count, for other threads */
 } C = {.mu = PTHREAD_MUTEX_INITIALIZER, .epoch_mu = PTHREAD_MUTEX_INITIALIZER};
 
 bool rt_cluster_enabled(void) { return C.peers != NULL; }
@@ -105,22 +107,25 @@ int rt_cluster_place(const uint8_t id[16], uint32_t *replicas, uint32_t *leader,
     unsigned rank[ROUTER_HOSTS_MAX];
     router_rank(cl, id, rank);
     router_replicas(cl, rank, C.c->replicas, replicas);
-    *leader = cl->hosts[rank[0]].id;
+    uint32_t cand[ROUTER_HOSTS_MAX];
+    unsigned n = router_candidates(cl, rank, C.c->replicas, cand);
+    *leader = cand[0];
     *candidate = false;
-    for (unsigned i = 0; i <= C.c->replicas && i < cl->nhosts; i++)
-        if (cl->hosts[rank[i]].id == C.c->host_id)
+    for (unsigned i = 0; i < n; i++)
+        if (cand[i] == C.c->host_id)
             *candidate = true;
     return 0;
 }
 
-/* Live: this host; a peer whose connection is up (a silent one is closed
- * after peer_dead_ms: that is the failure detector); and, for a moment after
- * start, everyone (connections take a few round trips to come up). */
+/* Live: this host; a peer whose connections are up both ways (we send on
+ * ours, it answers on its own; a silent one is closed after peer_dead_ms:
+ * that is the failure detector); and, for a moment after start, everyone
+ * (connections take a few round trips to come up). */
 bool rt_cluster_host_live(uint32_t id)
 {
     if (id == C.c->host_id)
         return true;
-    if (repl_peers_connected(C.peers, id))
+    if (repl_peers_reachable(C.peers, id))
         return true;
     return repl_peers_now_ms(C.peers) - C.started_ms < C.c->peer_dead_ms;
 }
@@ -130,10 +135,12 @@ uint32_t rt_cluster_route(const uint8_t id[16])
     const struct router_cluster *cl = C.c->cluster;
     unsigned rank[ROUTER_HOSTS_MAX];
     router_rank(cl, id, rank);
-    for (unsigned i = 0; i <= C.c->replicas && i < cl->nhosts; i++)
-        if (rt_cluster_host_live(cl->hosts[rank[i]].id))
-            return cl->hosts[rank[i]].id;
-    return C.c->host_id; /* cannot happen: this host is live and a candidate when nobody else is */
+    uint32_t cand[ROUTER_HOSTS_MAX];
+    unsigned n = router_candidates(cl, rank, C.c->replicas, cand);
+    for (unsigned i = 0; i < n; i++)
+        if (rt_cluster_host_live(cand[i]))
+            return cand[i];
+    return cand[0]; /* all down: a request there fails at once (503), as it should */
 }
 
 void rt_cluster_send_app(uint32_t to, const void *payload, size_t len)
@@ -232,6 +239,7 @@ void rt_cluster_register(const uint8_t id[16], unsigned shard, struct rt_leader 
     struct reg **b = &C.reg[id_bucket(id, REG_BUCKETS)];
     r->next = *b;
     *b = r;
+    C.leading++;
     pthread_mutex_unlock(&C.mu);
 }
 
@@ -243,6 +251,7 @@ void rt_cluster_unregister(const uint8_t id[16], struct rt_leader *l)
             struct reg *r = *pp;
             *pp = r->next;
             free(r);
+            C.leading--;
             break;
         }
     pthread_mutex_unlock(&C.mu);
@@ -400,6 +409,7 @@ static struct replica_obj *replica_find(const uint8_t id[16], bool create)
     o->next = *b;
     *b = o;
     C.count++;
+    atomic_store(&C.replicating, C.count);
     return o;
 }
 
@@ -703,6 +713,10 @@ void rt_cluster_stats(struct rt_cluster_stats *out)
     out->checkpoints = atomic_load(&C.checkpoints);
     out->dropped_msgs = atomic_load(&C.dropped_msgs);
     out->commits = atomic_load(&C.commits);
+    pthread_mutex_lock(&C.mu);
+    out->leading = C.leading;
+    pthread_mutex_unlock(&C.mu);
+    out->replicating = atomic_load(&C.replicating);
 }
 
 void rt_cluster_count_commits(uint64_t n) { atomic_fetch_add_explicit(&C.commits, n, memory_order_relaxed); }

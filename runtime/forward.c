@@ -33,6 +33,7 @@ static uint64_t fwd_add(struct rt_front *f, struct rt_wait *w, uint32_t to)
     if (f->fwd_free != 0) {
         i = f->fwd_free - 1;
         f->fwd_free = f->fwd[i].next_free;
+        f->fwd_nfree--;
     } else {
         if (f->fwd_n == f->fwd_cap) {
             f->fwd_cap = f->fwd_cap != 0 ? f->fwd_cap * 2 : 64;
@@ -60,6 +61,7 @@ static struct rt_wait *fwd_take(struct rt_front *f, uint64_t id)
     f->fwd[i].w = NULL;
     f->fwd[i].next_free = f->fwd_free;
     f->fwd_free = i + 1;
+    f->fwd_nfree++;
     return w;
 }
 
@@ -72,8 +74,8 @@ static char *headers_blob(h2o_req_t *req, size_t *len)
     char *b = sdk_xmalloc(n + 1), *p = b;
     for (size_t i = 0; i < req->headers.size; i++) {
         h2o_header_t *h = &req->headers.entries[i];
-        front_put(&p, h->name->base, h->name->len);
-        front_put(&p, h->value.base, h->value.len);
+        rt_front_put(&p, h->name->base, h->name->len);
+        rt_front_put(&p, h->value.base, h->value.len);
     }
     *len = n;
     return b;
@@ -89,8 +91,8 @@ static void fwd_send(uint32_t to, const struct router_fwd *x)
 }
 
 /* A request for an object that `leader` leads: forwarded, or redirected. */
-void fwd_to_leader(struct rt_front *f, h2o_req_t *req, uint32_t leader, const struct rt_class *cls,
-                   const char *name, size_t name_len, h2o_iovec_t rest, h2o_iovec_t query, bool websocket)
+void rt_fwd_to_leader(struct rt_front *f, h2o_req_t *req, uint32_t leader, const struct rt_class *cls,
+                      const char *name, size_t name_len, h2o_iovec_t rest, h2o_iovec_t query, bool websocket)
 {
     const struct rt_config *c = f->shard->config;
     const struct router_host *h = router_host_find(c->cluster, leader);
@@ -104,25 +106,15 @@ void fwd_to_leader(struct rt_front *f, h2o_req_t *req, uint32_t leader, const st
     if (c->redirect) {
         h2o_iovec_t loc = h2o_concat(&req->pool, h2o_iovec_init(base, strlen(base)), req->path);
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_LOCATION, NULL, loc.base, loc.len);
-        front_respond_errorf(req, 307, "%s/%.*s is led by host %u: %.*s", cls->cls->name, (int)name_len, name, leader,
-                             (int)loc.len, loc.base);
+        rt_front_respond_errorf(req, 307, "%s/%.*s is led by host %u: %.*s", cls->cls->name, (int)name_len, name,
+                                leader, (int)loc.len, loc.base);
         return;
     }
     size_t hlen;
     char *hb = headers_blob(req, &hlen);
-    struct rt_wait *w = front_wait_new(req);
-    if (websocket) {
-        w->ws_id = (uint64_t)f->shard->id << 48 | ++f->ws_seq;
-        w->cls = cls;
-        w->hash = rt_object_hash(cls->cls->name, name, name_len);
-        w->name = sdk_xstrndup(name, name_len);
-        w->name_len = name_len;
-    }
     struct router_fwd x = {
         .kind = websocket ? ROUTER_FWD_WS_OPEN : ROUTER_FWD_REQUEST,
-        .ws = w->ws_id,
         .shard = f->shard->id,
-        .id = fwd_add(f, w, leader),
         .cls = {cls->cls->name, (uint32_t)strlen(cls->cls->name)},
         .name = {name, (uint32_t)name_len},
         .method = {req->method.base, (uint32_t)req->method.len},
@@ -131,14 +123,37 @@ void fwd_to_leader(struct rt_front *f, h2o_req_t *req, uint32_t leader, const st
         .headers = {hb, (uint32_t)hlen},
         .body = {req->entity.base, req->entity.base != NULL ? (uint32_t)req->entity.len : 0},
     };
+    if (router_fwd_size(&x) > REPL_FRAME_PAYLOAD_MAX || req->entity.len > UINT32_MAX) {
+        free(hb);
+        rt_front_respond_errorf(req, 413, "a request forwarded to host %u, the leader of %s/%.*s, may carry at most %u "
+                                "bytes; send it to that host itself (%s)", leader, cls->cls->name, (int)name_len, name,
+                                REPL_FRAME_PAYLOAD_MAX, base);
+        return;
+    }
+    if (f->fwd_n - f->fwd_nfree >= f->shard->config->max_inflight) {
+        free(hb);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+        rt_front_respond_json_error(req, 503, "too many requests forwarded and not yet answered; retry later");
+        return;
+    }
+    struct rt_wait *w = rt_front_wait_new(req);
+    if (websocket) {
+        w->ws_id = (uint64_t)f->shard->id << 48 | ++f->ws_seq;
+        w->cls = cls;
+        w->hash = rt_object_hash(cls->cls->name, name, name_len);
+        w->name = sdk_xstrndup(name, name_len);
+        w->name_len = name_len;
+    }
+    x.ws = w->ws_id;
+    x.id = fwd_add(f, w, leader);
     fwd_send(leader, &x);
     free(hb);
 }
 
 /* Answers a forwarded request from here (the peer thread or a shard); ws:
  * the leader's socket id of an accepted WebSocket. */
-void fwd_answer(uint32_t to, uint32_t shard, uint64_t id, int status, const char *headers, size_t headers_len,
-                const char *body, size_t body_len, uint64_t ws)
+void rt_fwd_answer(uint32_t to, uint32_t shard, uint64_t id, int status, const char *headers, size_t headers_len,
+                   const char *body, size_t body_len, uint64_t ws)
 {
     struct router_fwd x = {.kind = ROUTER_FWD_REPLY,
                            .shard = shard,
@@ -148,13 +163,22 @@ void fwd_answer(uint32_t to, uint32_t shard, uint64_t id, int status, const char
                            .ws = ws,
                            .headers = {headers, (uint32_t)headers_len},
                            .body = {body, (uint32_t)body_len}};
+    if (router_fwd_size(&x) > REPL_FRAME_PAYLOAD_MAX || body_len > UINT32_MAX || headers_len > UINT32_MAX) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "{\"error\":\"the reply (%zu bytes) is over the %u bytes a reply relayed between "
+                 "hosts may carry; ask host %u itself\"}", body_len, REPL_FRAME_PAYLOAD_MAX, rt_host.config->host_id);
+        static const char ct[] = "content-type\0application/json";
+        x.status = 502;
+        x.headers = (struct router_str){ct, sizeof(ct)};
+        x.body = (struct router_str){msg, (uint32_t)strlen(msg)};
+    }
     fwd_send(to, &x);
 }
 
 /* A message or a close from our socket `self` for socket `ws` on host `to`,
  * its other end (a proxied WebSocket). The request id field carries `self`. */
-void fwd_ws_send(uint32_t to, uint64_t ws, uint64_t self, enum router_fwd_kind kind, int code,
-                 const void *data, size_t len)
+void rt_fwd_ws_send(uint32_t to, uint64_t ws, uint64_t self, enum router_fwd_kind kind, int code,
+                    const void *data, size_t len)
 {
     struct router_fwd x = {.kind = (uint8_t)kind, .status = (uint32_t)code, .ws = ws, .id = self,
                            .body = {data, (uint32_t)len}};
@@ -172,9 +196,13 @@ static void fwd_answer_errorf(uint32_t to, const struct router_fwd *req, int sta
     va_end(ap);
     struct sdk_buf b = {0};
     sdk_buf_json_error(&b, msg);
-    static const char hs[] = "content-type\0application/json\0retry-after\0" "1";
-    size_t hl = status == 503 ? sizeof(hs) : sizeof("content-type\0application/json");
-    fwd_answer(to, req->shard, req->id, status, hs, hl, b.data, b.len, 0);
+    /* "name\0value\0" pairs; a 503 says when to retry. */
+    static const char json[] = "content-type\0application/json";
+    static const char json_retry[] = "content-type\0application/json\0retry-after\0" "1";
+    if (status == 503)
+        rt_fwd_answer(to, req->shard, req->id, status, json_retry, sizeof(json_retry), b.data, b.len, 0);
+    else
+        rt_fwd_answer(to, req->shard, req->id, status, json, sizeof(json), b.data, b.len, 0);
     sdk_buf_close(&b);
 }
 
@@ -198,21 +226,21 @@ static struct rt_event *event_from_fwd(unsigned target, const struct rt_class *c
     e->headers = (struct sdk_header *)e->buf;
     e->nheaders = nh;
     char *p = e->buf + nh * sizeof(struct sdk_header);
-    e->name = front_put(&p, x->name.p, x->name.len);
+    e->name = rt_front_put(&p, x->name.p, x->name.len);
     e->name_len = x->name.len;
-    e->method = front_put(&p, x->method.p, x->method.len);
-    e->path = front_put(&p, x->path.p, x->path.len);
-    e->query = front_put(&p, x->query.p, x->query.len);
+    e->method = rt_front_put(&p, x->method.p, x->method.len);
+    e->path = rt_front_put(&p, x->path.p, x->path.len);
+    e->query = rt_front_put(&p, x->query.p, x->query.len);
     const char *h = x->headers.p;
     for (size_t i = 0; i < nh; i++) {
         size_t nl = strlen(h);
-        e->headers[i].name = front_put(&p, h, nl);
+        e->headers[i].name = rt_front_put(&p, h, nl);
         h += nl + 1;
         size_t vl = strlen(h);
-        e->headers[i].value = front_put(&p, h, vl);
+        e->headers[i].value = rt_front_put(&p, h, vl);
         h += vl + 1;
     }
-    e->body = front_put(&p, x->body.p, x->body.len);
+    e->body = rt_front_put(&p, x->body.p, x->body.len);
     e->body_len = x->body.len;
     return e;
 }
@@ -229,8 +257,8 @@ static void fwd_request(uint32_t from, const struct router_fwd *x)
                           x->cls.p, c->host_id);
         return;
     }
-    if (x->name.len > RT_NAME_MAX) {
-        fwd_answer_errorf(from, x, 400, "invalid object name: longer than %d bytes", RT_NAME_MAX);
+    if (x->name.len > RT_NAME_MAX || memchr(x->name.p, '\0', x->name.len) != NULL) {
+        fwd_answer_errorf(from, x, 400, "invalid object name: longer than %d bytes or with a NUL", RT_NAME_MAX);
         return;
     }
     uint8_t oid[16];
@@ -281,9 +309,10 @@ void rt_front_forwarded(uint32_t from, const uint8_t *payload, size_t len)
         return;
     }
     if (!atomic_load(&rt_host.shards_ready)) {
-        /* The transport starts before the shards: nothing can wait here yet. */
+        /* The transport runs before the shards start and after they stop:
+         * nothing can wait here then. */
         if (x.kind == ROUTER_FWD_REQUEST || x.kind == ROUTER_FWD_WS_OPEN)
-            fwd_answer_errorf(from, &x, 503, "host %u is starting; retry", rt_host.config->host_id);
+            fwd_answer_errorf(from, &x, 503, "host %u is starting or stopping; retry", rt_host.config->host_id);
         return;
     }
     if (x.kind == ROUTER_FWD_REQUEST || x.kind == ROUTER_FWD_WS_OPEN) {
@@ -329,19 +358,23 @@ void rt_front_forwarded(uint32_t from, const uint8_t *payload, size_t len)
 void rt_front_on_fwd_reply(struct rt_shard *s, struct rt_fwd_reply *m)
 {
     struct rt_wait *w = s->front != NULL ? fwd_take(s->front, m->id) : NULL;
-    if (w != NULL) {
+    if (w == NULL && m->status == 101 && m->ws != 0) {
+        /* We gave up on it (late, or stopping) but the leader opened a
+         * socket for it: that one must go (0: we have no socket to name). */
+        rt_fwd_ws_send(m->served_by, m->ws, 0, ROUTER_FWD_WS_CLOSE, 1001, "", 0);
+    } else if (w != NULL) {
         bool accepted = w->ws_id != 0 && m->status == 101;
         if (accepted && w->req == NULL) {
             /* The client went away meanwhile: the leader's socket goes too. */
-            fwd_ws_send(m->served_by, m->ws, w->ws_id, ROUTER_FWD_WS_CLOSE, 1001, "", 0);
+            rt_fwd_ws_send(m->served_by, m->ws, w->ws_id, ROUTER_FWD_WS_CLOSE, 1001, "", 0);
         } else if (accepted) {
-            struct front_ws *ws = front_ws_accept(s->front, w);
+            struct front_ws *ws = rt_front_ws_accept(s->front, w);
             ws->peer_host = m->served_by;
             ws->peer_id = m->ws;
         } else if (w->req != NULL) {
-            front_respond_from(w->req, m->served_by, m->status, m->headers, m->headers_len, m->body, m->body_len);
+            rt_front_respond_from(w->req, m->served_by, m->status, m->headers, m->headers_len, m->body, m->body_len);
         }
-        front_wait_free(w);
+        rt_front_wait_free(w);
     }
     rt_msg_free(&m->msg);
 }
@@ -351,30 +384,36 @@ void rt_front_on_fwd_reply(struct rt_shard *s, struct rt_fwd_reply *m)
 void rt_front_on_fwd_ws(struct rt_shard *s, struct rt_fwd_ws *m)
 {
     struct rt_front *f = s->front;
-    struct front_ws *w = f != NULL ? front_ws_lookup(f, m->ws) : NULL;
-    if (w == NULL || w->peer_host != m->from || w->peer_id != m->sender) {
+    struct front_ws *w = f != NULL ? rt_front_ws_lookup(f, m->ws) : NULL;
+    if (w == NULL || w->peer_host != m->from || (w->peer_id != m->sender && !(m->close && m->sender == 0))) {
         /* Gone here: the other end must go too. */
         if (!m->close)
-            fwd_ws_send(m->from, m->sender, m->ws, ROUTER_FWD_WS_CLOSE, 1011, "", 0);
+            rt_fwd_ws_send(m->from, m->sender, m->ws, ROUTER_FWD_WS_CLOSE, 1011, "", 0);
     } else if (w->conn == NULL) {
         /* The leader's virtual socket: to the object, as from a client. */
         if (m->close) {
             snprintf(w->close_reason, sizeof(w->close_reason), "%.*s", (int)m->len, m->data);
             w->close_code = m->code;
-            front_ws_closed(f, w);
+            rt_front_ws_closed(f, w);
         } else if (!rt_shard_event_reserve(rt_shard_of(w->hash))) {
-            fwd_ws_send(w->peer_host, w->peer_id, w->id, ROUTER_FWD_WS_CLOSE, 1013, "server overloaded", 17);
+            rt_fwd_ws_send(w->peer_host, w->peer_id, w->id, ROUTER_FWD_WS_CLOSE, 1013, "server overloaded", 17);
             w->close_code = 1013;
-            front_ws_closed(f, w);
+            rt_front_ws_closed(f, w);
         } else {
-            front_ws_post(f, w, SDK_EV_WS_MESSAGE, m->code == DOBJ_WS_BINARY ? DOBJ_WS_BINARY : DOBJ_WS_TEXT, m->data,
-                          m->len);
+            rt_front_ws_post(f, w, SDK_EV_WS_MESSAGE, m->code == DOBJ_WS_BINARY ? DOBJ_WS_BINARY : DOBJ_WS_TEXT,
+                             m->data, m->len);
         }
     } else {
         /* The client's host: what the object sends, to the client. */
         wslay_event_context_ptr ctx = w->conn->ws_ctx;
         if (m->close) {
-            wslay_event_queue_close(ctx, (uint16_t)m->code, (const uint8_t *)m->data, m->len);
+            /* What a peer sends goes on the client's wire only if it may: a
+             * code RFC 6455 lets an endpoint send, a reason of <= 123 bytes. */
+            int code = m->code;
+            bool sendable = (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+                            (code >= 3000 && code <= 4999);
+            wslay_event_queue_close(ctx, (uint16_t)(sendable ? code : 1011), (const uint8_t *)m->data,
+                                    m->len <= 123 ? m->len : 123);
             if (w->close_by_ms == 0)
                 w->close_by_ms = uv_now(&s->loop) + WS_CLOSE_WAIT_MS;
         } else if (wslay_event_get_queued_msg_length(ctx) > WS_QUEUED_BYTES_MAX) {
@@ -395,7 +434,7 @@ void rt_front_on_fwd_ws(struct rt_shard *s, struct rt_fwd_ws *m)
 /* Forwarded requests whose leader did not answer in time, or whose
  * connection to it went down, get 503 (their outcome is unknown: the leader
  * may have run them); with `all`, every one (the shard stops). */
-void fwd_expire(struct rt_front *f, bool all)
+void rt_fwd_expire(struct rt_front *f, bool all)
 {
     uint64_t now = uv_now(&f->shard->loop);
     for (uint32_t i = 0; i < f->fwd_n; i++) {
@@ -410,26 +449,27 @@ void fwd_expire(struct rt_front *f, bool all)
         if (w->req != NULL) {
             h2o_add_header(&w->req->pool, &w->req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
             if (all)
-                front_respond_json_error(w->req, 503, "the server is stopping");
+                rt_front_respond_json_error(w->req, 503, "the server is stopping");
             else if (late)
-                front_respond_errorf(w->req, 503, "host %u, the object's leader, did not answer the forwarded request "
-                                     "within %llu ms; its outcome is unknown; retry", to,
-                                     (unsigned long long)fwd_timeout_ms(f->shard->config));
+                rt_front_respond_errorf(w->req, 503,
+                                        "host %u, the object's leader, did not answer the forwarded request within "
+                                        "%llu ms; its outcome is unknown; retry",
+                                        to, (unsigned long long)fwd_timeout_ms(f->shard->config));
             else
-                front_respond_errorf(w->req, 503, "the connection to host %u, the object's leader, went down before "
-                                     "it answered; the request's outcome is unknown; retry", to);
+                rt_front_respond_errorf(w->req, 503, "the connection to host %u, the object's leader, went down before "
+                                        "it answered; the request's outcome is unknown; retry", to);
         }
-        front_wait_free(w);
+        rt_front_wait_free(w);
     }
 }
 
-void fwd_on_timer(uv_timer_t *h) { fwd_expire(h->data, false); }
+void rt_fwd_timer_cb(uv_timer_t *h) { rt_fwd_expire(h->data, false); }
 
 /* The leader's side of a proxied socket the object accepted. */
-void fwd_accept_virtual(struct rt_front *f, struct rt_wait *wt)
+void rt_fwd_accept_virtual(struct rt_front *f, struct rt_wait *wt)
 {
-    struct front_ws *w = front_ws_new(f, wt);
+    struct front_ws *w = rt_front_ws_new(f, wt);
     w->peer_host = wt->fwd_host;
     w->peer_id = wt->fwd_ws;
-    front_ws_insert(f, w);
+    rt_front_ws_insert(f, w);
 }

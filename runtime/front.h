@@ -55,6 +55,7 @@ struct rt_front {
      * generation make the request id. */
     struct fwd_slot *fwd;
     uint32_t fwd_n, fwd_cap, fwd_free; /* fwd_free: first free slot + 1, 0 if none */
+    uint32_t fwd_nfree;                /* slots on the free list */
 };
 
 struct fwd_slot {
@@ -86,43 +87,43 @@ struct rt_wait {
 /* ---- http.c --------------------------------------------------------------- */
 
 /* Sends a reply; served_by names the host that ran it (0: this one). */
-void front_respond_from(h2o_req_t *req, uint32_t served_by, int status, const char *headers, size_t headers_len,
-                        const char *body, size_t body_len);
-void front_respond_json_error(h2o_req_t *req, int status, const char *msg);
-void front_respond_errorf(h2o_req_t *req, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void rt_front_respond_from(h2o_req_t *req, uint32_t served_by, int status, const char *headers, size_t headers_len,
+                           const char *body, size_t body_len);
+void rt_front_respond_json_error(h2o_req_t *req, int status, const char *msg);
+void rt_front_respond_errorf(h2o_req_t *req, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Copies len bytes to *p, adds a NUL, moves *p past it; returns the copy. */
-char *front_put(char **p, const void *src, size_t len);
-struct rt_wait *front_wait_new(h2o_req_t *req);
-void front_wait_free(struct rt_wait *w);
-struct front_ws *front_ws_lookup(struct rt_front *f, uint64_t id);
-void front_ws_insert(struct rt_front *f, struct front_ws *w);
+char *rt_front_put(char **p, const void *src, size_t len);
+struct rt_wait *rt_front_wait_new(h2o_req_t *req);
+void rt_front_wait_free(struct rt_wait *w);
+struct front_ws *rt_front_ws_lookup(struct rt_front *f, uint64_t id);
+void rt_front_ws_insert(struct rt_front *f, struct front_ws *w);
 /* The socket is gone: the object hears it; the socket is freed. */
-void front_ws_closed(struct rt_front *f, struct front_ws *w);
+void rt_front_ws_closed(struct rt_front *f, struct front_ws *w);
 /* An event about socket w for its object. */
-void front_ws_post(struct rt_front *f, struct front_ws *w, enum sdk_event_kind kind, int ws_kind, const void *data,
-                   size_t len);
+void rt_front_ws_post(struct rt_front *f, struct front_ws *w, enum sdk_event_kind kind, int ws_kind, const void *data,
+                      size_t len);
 /* A socket for the object of a WebSocket open (its name taken from wt), not
  * in the table yet. */
-struct front_ws *front_ws_new(struct rt_front *f, struct rt_wait *wt);
+struct front_ws *rt_front_ws_new(struct rt_front *f, struct rt_wait *wt);
 /* Upgrades the waiting request to a WebSocket. */
-struct front_ws *front_ws_accept(struct rt_front *f, struct rt_wait *wt);
+struct front_ws *rt_front_ws_accept(struct rt_front *f, struct rt_wait *wt);
 
 /* ---- forward.c ------------------------------------------------------------ */
 
 /* A request for an object `leader` leads: forwarded to it, or redirected. */
-void fwd_to_leader(struct rt_front *f, h2o_req_t *req, uint32_t leader, const struct rt_class *cls,
-                   const char *name, size_t name_len, h2o_iovec_t rest, h2o_iovec_t query, bool websocket);
+void rt_fwd_to_leader(struct rt_front *f, h2o_req_t *req, uint32_t leader, const struct rt_class *cls,
+                      const char *name, size_t name_len, h2o_iovec_t rest, h2o_iovec_t query, bool websocket);
 /* The reply to a request host `to` forwarded here (ws: the leader's socket
  * id of an accepted WebSocket). */
-void fwd_answer(uint32_t to, uint32_t shard, uint64_t id, int status, const char *headers, size_t headers_len,
-                const char *body, size_t body_len, uint64_t ws);
+void rt_fwd_answer(uint32_t to, uint32_t shard, uint64_t id, int status, const char *headers, size_t headers_len,
+                   const char *body, size_t body_len, uint64_t ws);
 /* A message or close from our socket `self` to socket `ws` on host `to`. */
-void fwd_ws_send(uint32_t to, uint64_t ws, uint64_t self, enum router_fwd_kind kind, int code, const void *data,
-                 size_t len);
+void rt_fwd_ws_send(uint32_t to, uint64_t ws, uint64_t self, enum router_fwd_kind kind, int code, const void *data,
+                    size_t len);
 /* The leader's virtual socket for a proxied WebSocket the object accepted. */
-void fwd_accept_virtual(struct rt_front *f, struct rt_wait *wt);
+void rt_fwd_accept_virtual(struct rt_front *f, struct rt_wait *wt);
 /* Fails forwards whose leader is late or gone (all: every one). */
-void fwd_expire(struct rt_front *f, bool all);
-void fwd_on_timer(uv_timer_t *h);
+void rt_fwd_expire(struct rt_front *f, bool all);
+void rt_fwd_timer_cb(uv_timer_t *h);
 
 #endif /* RUNTIME_FRONT_H */

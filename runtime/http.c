@@ -54,8 +54,8 @@ static const char *reason_phrase(int status)
 }
 
 /* served_by: the host that ran the request (0: this one). */
-void front_respond_from(h2o_req_t *req, uint32_t served_by, int status, const char *headers, size_t headers_len,
-                        const char *body, size_t body_len)
+void rt_front_respond_from(h2o_req_t *req, uint32_t served_by, int status, const char *headers, size_t headers_len,
+                           const char *body, size_t body_len)
 {
     const struct rt_config *c = rt_host.config;
     if (c->cluster != NULL) {
@@ -93,10 +93,10 @@ void front_respond_from(h2o_req_t *req, uint32_t served_by, int status, const ch
 static void respond(h2o_req_t *req, int status, const char *headers, size_t headers_len, const char *body,
                     size_t body_len)
 {
-    front_respond_from(req, 0, status, headers, headers_len, body, body_len);
+    rt_front_respond_from(req, 0, status, headers, headers_len, body, body_len);
 }
 
-void front_respond_json_error(h2o_req_t *req, int status, const char *msg)
+void rt_front_respond_json_error(h2o_req_t *req, int status, const char *msg)
 {
     struct sdk_buf b = {0};
     sdk_buf_json_error(&b, msg);
@@ -105,14 +105,14 @@ void front_respond_json_error(h2o_req_t *req, int status, const char *msg)
     sdk_buf_close(&b);
 }
 
-void front_respond_errorf(h2o_req_t *req, int status, const char *fmt, ...)
+void rt_front_respond_errorf(h2o_req_t *req, int status, const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    front_respond_json_error(req, status, msg);
+    rt_front_respond_json_error(req, status, msg);
 }
 
 /* ---- WebSocket table --------------------------------------------------- */
@@ -122,7 +122,7 @@ static struct front_ws **ws_bucket(struct rt_front *f, uint64_t id)
     return &f->ws_buckets[(id * 0x9E3779B97F4A7C15ull >> 32) & (f->ws_nbuckets - 1)];
 }
 
-struct front_ws *front_ws_lookup(struct rt_front *f, uint64_t id)
+struct front_ws *rt_front_ws_lookup(struct rt_front *f, uint64_t id)
 {
     for (struct front_ws *w = *ws_bucket(f, id); w != NULL; w = w->hnext)
         if (w->id == id)
@@ -130,7 +130,7 @@ struct front_ws *front_ws_lookup(struct rt_front *f, uint64_t id)
     return NULL;
 }
 
-void front_ws_insert(struct rt_front *f, struct front_ws *w)
+void rt_front_ws_insert(struct rt_front *f, struct front_ws *w)
 {
     if (f->ws_count + 1 > f->ws_nbuckets) {
         struct front_ws **old = f->ws_buckets;
@@ -180,7 +180,7 @@ struct event_spec {
     int ws_kind;
 };
 
-char *front_put(char **p, const void *src, size_t len)
+char *rt_front_put(char **p, const void *src, size_t len)
 {
     char *d = *p;
     if (len > 0)
@@ -213,21 +213,21 @@ static struct rt_event *event_new(struct rt_shard *s, const struct event_spec *s
     e->headers = (struct sdk_header *)e->buf;
     e->nheaders = nh;
     char *p = e->buf + nh * sizeof(struct sdk_header);
-    e->name = front_put(&p, sp->name, sp->name_len);
+    e->name = rt_front_put(&p, sp->name, sp->name_len);
     e->name_len = sp->name_len;
     if (req != NULL) {
-        e->method = front_put(&p, req->method.base, req->method.len);
-        e->path = front_put(&p, sp->path.base, sp->path.len);
-        e->query = front_put(&p, sp->query.base, sp->query.len);
+        e->method = rt_front_put(&p, req->method.base, req->method.len);
+        e->path = rt_front_put(&p, sp->path.base, sp->path.len);
+        e->query = rt_front_put(&p, sp->query.base, sp->query.len);
         for (size_t i = 0; i < nh; i++) {
             h2o_header_t *h = &req->headers.entries[i];
-            e->headers[i].name = front_put(&p, h->name->base, h->name->len);
-            e->headers[i].value = front_put(&p, h->value.base, h->value.len);
+            e->headers[i].name = rt_front_put(&p, h->name->base, h->name->len);
+            e->headers[i].value = rt_front_put(&p, h->value.base, h->value.len);
         }
-        e->body = front_put(&p, req->entity.base, req->entity.base != NULL ? req->entity.len : 0);
+        e->body = rt_front_put(&p, req->entity.base, req->entity.base != NULL ? req->entity.len : 0);
         e->body_len = req->entity.base != NULL ? req->entity.len : 0;
     } else {
-        e->body = front_put(&p, sp->data, sp->data_len);
+        e->body = rt_front_put(&p, sp->data, sp->data_len);
         e->body_len = sp->data_len;
     }
     return e;
@@ -240,7 +240,7 @@ static void on_req_dispose(void *p)
         w->req = NULL;
 }
 
-struct rt_wait *front_wait_new(h2o_req_t *req)
+struct rt_wait *rt_front_wait_new(h2o_req_t *req)
 {
     struct rt_wait *w = sdk_xcalloc(1, sizeof(*w));
     w->req = req;
@@ -249,7 +249,7 @@ struct rt_wait *front_wait_new(h2o_req_t *req)
     return w;
 }
 
-void front_wait_free(struct rt_wait *w)
+void rt_front_wait_free(struct rt_wait *w)
 {
     if (w->req != NULL)
         *w->slot = NULL;
@@ -258,6 +258,41 @@ void front_wait_free(struct rt_wait *w)
 }
 
 /* ---- requests ---------------------------------------------------------- */
+
+/* GET /_status: this host's view, one fact per line, for `dobj status`:
+ *   self ID                          (0 on a single host)
+ *   host ID HOST:PORT ZONE|- self|up|down   (each host of the cluster file)
+ *   leading N / replicating N        (objects)
+ *   awaiting_quorum N                (records not yet durable: the quorum's, or the journal's)
+ *   upload_pending N / upload_lag_seconds X */
+static int on_status(h2o_req_t *req)
+{
+    const struct rt_config *c = rt_host.config;
+    struct sdk_buf b = {0};
+    sdk_buf_printf(&b, "self %u\n", c->cluster != NULL ? c->host_id : 0);
+    for (unsigned i = 0; c->cluster != NULL && i < c->cluster->nhosts; i++) {
+        const struct router_host *h = &c->cluster->hosts[i];
+        bool v6 = strchr(h->client_host, ':') != NULL;
+        sdk_buf_printf(&b, "host %u %s%s%s:%u %s %s\n", h->id, v6 ? "[" : "", h->client_host, v6 ? "]" : "",
+                       h->client_port, h->zone[0] != '\0' ? h->zone : "-",
+                       h->id == c->host_id ? "self" : rt_cluster_host_live(h->id) ? "up" : "down");
+    }
+    struct rt_cluster_stats cs;
+    rt_cluster_stats(&cs);
+    uint64_t waiting = 0;
+    for (unsigned i = 0; i < rt_host.nshards; i++)
+        waiting += atomic_load_explicit(&rt_host.shards[i].records_inflight, memory_order_relaxed);
+    struct wal_upload_stats up = {0};
+    rt_upload_stats(&up);
+    sdk_buf_printf(&b, "leading %llu\nreplicating %llu\nawaiting_quorum %llu\nupload_pending %llu\n"
+                       "upload_lag_seconds %.3f\n",
+                   (unsigned long long)cs.leading, (unsigned long long)cs.replicating, (unsigned long long)waiting,
+                   (unsigned long long)up.records_pending, (double)up.lag_us / 1e6);
+    static const char ct[] = "content-type\0text/plain";
+    respond(req, 200, ct, sizeof(ct), b.data, b.len);
+    sdk_buf_close(&b);
+    return 0;
+}
 
 static unsigned method_bit(h2o_iovec_t m)
 {
@@ -378,7 +413,7 @@ static bool reserve_or_503(h2o_req_t *req, unsigned target)
     if (rt_shard_event_reserve(target))
         return true;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
-    front_respond_json_error(req, 503, "the server is overloaded: too many events queued; retry later");
+    rt_front_respond_json_error(req, 503, "the server is overloaded: too many events queued; retry later");
     return false;
 }
 
@@ -425,12 +460,12 @@ static int on_admin_restore(h2o_req_t *req, h2o_iovec_t query)
     struct rt_front *f = (struct rt_front *)req->conn->ctx;
     struct rt_shard *s = f->shard;
     if (!peer_is_loopback(req)) {
-        front_respond_json_error(req, 403, "admin requests are accepted from loopback addresses only");
+        rt_front_respond_json_error(req, 403, "admin requests are accepted from loopback addresses only");
         return 0;
     }
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("POST"));
-        front_respond_json_error(req, 405, "use POST /_admin/restore?object=CLASS/NAME&lsn=N (or &at=RFC3339)");
+        rt_front_respond_json_error(req, 405, "use POST /_admin/restore?object=CLASS/NAME&lsn=N (or &at=RFC3339)");
         return 0;
     }
     char object[RT_CLASS_NAME_MAX + 2 + RT_NAME_MAX + 1], lsn_s[32], at[64];
@@ -439,17 +474,17 @@ static int on_admin_restore(h2o_req_t *req, h2o_iovec_t query)
     bool has_at = query_param(query, "at", at, sizeof(at)) >= 0;
     const char *slash = olen > 0 ? memchr(object, '/', (size_t)olen) : NULL;
     if (slash == NULL || slash == object || slash + 1 == object + olen) {
-        front_respond_json_error(req, 400, "missing or malformed 'object': give object=CLASS/NAME");
+        rt_front_respond_json_error(req, 400, "missing or malformed 'object': give object=CLASS/NAME");
         return 0;
     }
     const struct rt_class *cls = rt_class_find(object, (size_t)(slash - object));
     if (cls == NULL) {
-        front_respond_errorf(req, 404, "unknown class '%.*s'", (int)(slash - object > 64 ? 64 : slash - object),
-                             object);
+        rt_front_respond_errorf(req, 404, "unknown class '%.*s'", (int)(slash - object > 64 ? 64 : slash - object),
+                                object);
         return 0;
     }
     if (has_lsn == has_at) {
-        front_respond_json_error(req, 400, "give exactly one of lsn=N and at=RFC3339");
+        rt_front_respond_json_error(req, 400, "give exactly one of lsn=N and at=RFC3339");
         return 0;
     }
     uint64_t lsn = 0;
@@ -459,11 +494,11 @@ static int on_admin_restore(h2o_req_t *req, h2o_iovec_t query)
         errno = 0;
         lsn = strtoull(lsn_s, &end, 10);
         if (errno != 0 || *end != '\0' || lsn == 0 || lsn_s[0] == '-') {
-            front_respond_errorf(req, 400, "lsn '%s' is not a record number (1, 2, ...)", lsn_s);
+            rt_front_respond_errorf(req, 400, "lsn '%s' is not a record number (1, 2, ...)", lsn_s);
             return 0;
         }
     } else if (rt_parse_rfc3339(at, &at_us) != 0) {
-        front_respond_errorf(req, 400, "at '%s' is not an RFC 3339 time (2026-12-04T18:00:00Z)", at);
+        rt_front_respond_errorf(req, 400, "at '%s' is not an RFC 3339 time (2026-12-04T18:00:00Z)", at);
         return 0;
     }
     const char *name = slash + 1;
@@ -472,7 +507,7 @@ static int on_admin_restore(h2o_req_t *req, h2o_iovec_t query)
     unsigned target = rt_shard_of(hash);
     if (!reserve_or_503(req, target))
         return 0;
-    struct rt_wait *w = front_wait_new(req);
+    struct rt_wait *w = rt_front_wait_new(req);
     struct event_spec sp = {.kind = SDK_EV_FETCH, .cls = cls, .hash = hash, .name = name, .name_len = name_len,
                             .req = req, .path = h2o_iovec_init("", 0), .query = query};
     struct rt_event *e = event_new(s, &sp);
@@ -499,24 +534,26 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return on_hello(req);
     if (h2o_memis(path.base, path.len, H2O_STRLIT("/_metrics")))
         return on_metrics(req);
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/_status")))
+        return on_status(req);
     if (h2o_memis(path.base, path.len, H2O_STRLIT("/_admin/restore")))
         return on_admin_restore(req, query);
 
     h2o_iovec_t cname, rawname, rest;
     if (split_path(path, &cname, &rawname, &rest) != 0 || cname.len == 0) {
-        front_respond_json_error(req, 404, "no class in the path: use /<class>/<name>/...");
+        rt_front_respond_json_error(req, 404, "no class in the path: use /<class>/<name>/...");
         return 0;
     }
     const struct rt_class *cls = rt_class_find(cname.base, cname.len);
     if (cls == NULL) {
-        front_respond_errorf(req, 404, "unknown class '%.*s'", (int)(cname.len > 64 ? 64 : cname.len), cname.base);
+        rt_front_respond_errorf(req, 404, "unknown class '%.*s'", (int)(cname.len > 64 ? 64 : cname.len), cname.base);
         return 0;
     }
     char name[RT_NAME_MAX + 1];
     const char *why = NULL;
     long name_len = rt_name_decode(rawname.base, rawname.len, name, &why);
     if (name_len < 0) {
-        front_respond_errorf(req, 400, "invalid object name: %s", why);
+        rt_front_respond_errorf(req, 400, "invalid object name: %s", why);
         return 0;
     }
     unsigned bit = method_bit(req->method);
@@ -526,23 +563,23 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         allow_header(allowed, allow, sizeof(allow));
         h2o_iovec_t v = h2o_strdup(&req->pool, allow, strlen(allow));
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, v.base, v.len);
-        front_respond_errorf(req, 405, "method %.*s is not allowed on class '%s' (allowed: %s)",
-                             (int)(req->method.len > 16 ? 16 : req->method.len), req->method.base, cls->cls->name,
-                             allow);
+        rt_front_respond_errorf(req, 405, "method %.*s is not allowed on class '%s' (allowed: %s)",
+                                (int)(req->method.len > 16 ? 16 : req->method.len), req->method.base, cls->cls->name,
+                                allow);
         return 0;
     }
     if (req->entity.base != NULL && req->entity.len > s->config->max_body) {
-        front_respond_errorf(req, 413, "request body of %zu bytes is over the limit of %zu bytes", req->entity.len,
-                             s->config->max_body);
+        rt_front_respond_errorf(req, 413, "request body of %zu bytes is over the limit of %zu bytes", req->entity.len,
+                                s->config->max_body);
         return 0;
     }
     const char *ws_key = NULL;
     if (h2o_is_websocket_handshake(req, &ws_key) != 0) {
-        front_respond_json_error(req, 400, "malformed WebSocket handshake (sec-websocket-key)");
+        rt_front_respond_json_error(req, 400, "malformed WebSocket handshake (sec-websocket-key)");
         return 0;
     }
     if (ws_key != NULL && cls->cls->ws_open == NULL) {
-        front_respond_errorf(req, 400, "class '%s' does not accept WebSockets", cls->cls->name);
+        rt_front_respond_errorf(req, 400, "class '%s' does not accept WebSockets", cls->cls->name);
         return 0;
     }
     if (s->config->cluster != NULL) {
@@ -550,7 +587,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         rt_object_id(cls->cls->name, name, (size_t)name_len, oid);
         uint32_t leader = rt_cluster_route(oid);
         if (leader != s->config->host_id) {
-            fwd_to_leader(f, req, leader, cls, name, (size_t)name_len, rest, query, ws_key != NULL);
+            rt_fwd_to_leader(f, req, leader, cls, name, (size_t)name_len, rest, query, ws_key != NULL);
             return 0;
         }
     }
@@ -558,7 +595,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     unsigned target = rt_shard_of(hash);
     if (!reserve_or_503(req, target))
         return 0;
-    struct rt_wait *w = front_wait_new(req);
+    struct rt_wait *w = rt_front_wait_new(req);
     struct event_spec sp = {.kind = SDK_EV_FETCH, .cls = cls, .hash = hash, .name = name,
                             .name_len = (size_t)name_len, .req = req, .path = rest, .query = query};
     if (ws_key != NULL) {
@@ -577,8 +614,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
 /* ---- WebSockets -------------------------------------------------------- */
 
-void front_ws_post(struct rt_front *f, struct front_ws *w, enum sdk_event_kind kind, int ws_kind, const void *data,
-                   size_t len)
+void rt_front_ws_post(struct rt_front *f, struct front_ws *w, enum sdk_event_kind kind, int ws_kind, const void *data,
+                      size_t len)
 {
     struct event_spec sp = {.kind = kind, .cls = w->cls, .hash = w->hash, .name = w->name,
                             .name_len = w->name_len, .data = data, .data_len = len, .ws_id = w->id,
@@ -592,20 +629,20 @@ static void ws_post_gone(struct rt_front *f, struct rt_wait *wt)
 {
     struct front_ws w = {.id = wt->ws_id, .cls = wt->cls, .hash = wt->hash, .name = wt->name,
                          .name_len = wt->name_len};
-    front_ws_post(f, &w, SDK_EV_WS_CLOSE, 1006, "", 0);
+    rt_front_ws_post(f, &w, SDK_EV_WS_CLOSE, 1006, "", 0);
 }
 
 /* The socket is gone: the object hears it (on the client's host of a
  * proxied socket, the leader's host does, and tells it). */
-void front_ws_closed(struct rt_front *f, struct front_ws *w)
+void rt_front_ws_closed(struct rt_front *f, struct front_ws *w)
 {
     if (w->peer_host != 0 && w->conn != NULL) {
         if (!w->peer_gone)
-            fwd_ws_send(w->peer_host, w->peer_id, w->id, ROUTER_FWD_WS_CLOSE,
-                        w->close_code >= 1000 && w->close_code <= 4999 ? w->close_code : 1006, w->close_reason,
-                        strlen(w->close_reason));
+            rt_fwd_ws_send(w->peer_host, w->peer_id, w->id, ROUTER_FWD_WS_CLOSE,
+                           w->close_code >= 1000 && w->close_code <= 4999 ? w->close_code : 1006, w->close_reason,
+                           strlen(w->close_reason));
     } else {
-        front_ws_post(f, w, SDK_EV_WS_CLOSE, w->close_code, w->close_reason, strlen(w->close_reason));
+        rt_front_ws_post(f, w, SDK_EV_WS_CLOSE, w->close_code, w->close_reason, strlen(w->close_reason));
     }
     ws_remove(f, w);
     if (w->conn != NULL)
@@ -619,7 +656,7 @@ static void on_ws_event(h2o_websocket_conn_t *conn, const struct wslay_event_on_
     struct front_ws *w = conn->data;
     struct rt_front *f = w->front;
     if (arg == NULL) {
-        front_ws_closed(f, w);
+        rt_front_ws_closed(f, w);
         return;
     }
     switch (arg->opcode) {
@@ -627,9 +664,9 @@ static void on_ws_event(h2o_websocket_conn_t *conn, const struct wslay_event_on_
     case WSLAY_BINARY_FRAME:
         if (w->peer_host != 0) {
             if (!w->peer_gone)
-                fwd_ws_send(w->peer_host, w->peer_id, w->id, ROUTER_FWD_WS_MESSAGE,
-                            arg->opcode == WSLAY_TEXT_FRAME ? DOBJ_WS_TEXT : DOBJ_WS_BINARY, arg->msg,
-                            arg->msg_length);
+                rt_fwd_ws_send(w->peer_host, w->peer_id, w->id, ROUTER_FWD_WS_MESSAGE,
+                               arg->opcode == WSLAY_TEXT_FRAME ? DOBJ_WS_TEXT : DOBJ_WS_BINARY, arg->msg,
+                               arg->msg_length);
             break;
         }
         if (!rt_shard_event_reserve(rt_shard_of(w->hash))) {
@@ -638,8 +675,8 @@ static void on_ws_event(h2o_websocket_conn_t *conn, const struct wslay_event_on_
             wslay_event_queue_close(conn->ws_ctx, 1013, (const uint8_t *)"server overloaded", 17);
             break;
         }
-        front_ws_post(f, w, SDK_EV_WS_MESSAGE, arg->opcode == WSLAY_TEXT_FRAME ? DOBJ_WS_TEXT : DOBJ_WS_BINARY,
-                      arg->msg, arg->msg_length);
+        rt_front_ws_post(f, w, SDK_EV_WS_MESSAGE, arg->opcode == WSLAY_TEXT_FRAME ? DOBJ_WS_TEXT : DOBJ_WS_BINARY,
+                         arg->msg, arg->msg_length);
         break;
     case WSLAY_CONNECTION_CLOSE: {
         w->close_code = arg->status_code != 0 ? arg->status_code : 1005;
@@ -656,7 +693,7 @@ static void on_ws_event(h2o_websocket_conn_t *conn, const struct wslay_event_on_
     }
 }
 
-struct front_ws *front_ws_new(struct rt_front *f, struct rt_wait *wt)
+struct front_ws *rt_front_ws_new(struct rt_front *f, struct rt_wait *wt)
 {
     struct front_ws *w = sdk_xcalloc(1, sizeof(*w));
     w->id = wt->ws_id;
@@ -670,14 +707,14 @@ struct front_ws *front_ws_new(struct rt_front *f, struct rt_wait *wt)
     return w;
 }
 
-struct front_ws *front_ws_accept(struct rt_front *f, struct rt_wait *wt)
+struct front_ws *rt_front_ws_accept(struct rt_front *f, struct rt_wait *wt)
 {
     const char *key = NULL;
     h2o_is_websocket_handshake(wt->req, &key);
-    struct front_ws *w = front_ws_new(f, wt);
+    struct front_ws *w = rt_front_ws_new(f, wt);
     w->conn = h2o_upgrade_to_websocket(wt->req, key, w, on_ws_event);
     wslay_event_config_set_max_recv_msg_length(w->conn->ws_ctx, f->shard->config->ws_msg_max);
-    front_ws_insert(f, w);
+    rt_front_ws_insert(f, w);
     return w;
 }
 
@@ -686,22 +723,22 @@ void rt_front_on_reply(struct rt_shard *s, struct rt_reply *r)
     struct rt_front *f = s->front;
     struct rt_wait *w = r->wait;
     if (w->fwd_host != 0 && r->ws_accept) {
-        fwd_accept_virtual(f, w);
-        fwd_answer(w->fwd_host, w->fwd_shard, w->fwd_id, 101, NULL, 0, NULL, 0, w->ws_id);
+        rt_fwd_accept_virtual(f, w);
+        rt_fwd_answer(w->fwd_host, w->fwd_shard, w->fwd_id, 101, NULL, 0, NULL, 0, w->ws_id);
     } else if (w->fwd_host != 0) {
-        fwd_answer(w->fwd_host, w->fwd_shard, w->fwd_id, r->status, r->headers, r->headers_len, r->body, r->body_len,
-                   0);
+        rt_fwd_answer(w->fwd_host, w->fwd_shard, w->fwd_id, r->status, r->headers, r->headers_len, r->body, r->body_len,
+                      0);
     } else if (w->req == NULL) {
         /* The client went away while the object worked. A socket the object
          * accepted must be closed on its side too. */
         if (r->ws_accept)
             ws_post_gone(f, w);
     } else if (r->ws_accept) {
-        front_ws_accept(f, w);
+        rt_front_ws_accept(f, w);
     } else {
         respond(w->req, r->status, r->headers, r->headers_len, r->body, r->body_len);
     }
-    front_wait_free(w);
+    rt_front_wait_free(w);
     rt_msg_free(&r->msg);
 }
 
@@ -709,14 +746,14 @@ void rt_front_on_ws_out(struct rt_shard *s, struct rt_ws_out *m)
 {
     struct rt_front *f = s->front;
     struct sdk_out *o = m->out;
-    struct front_ws *w = front_ws_lookup(f, o->ws_id);
+    struct front_ws *w = rt_front_ws_lookup(f, o->ws_id);
     if (w != NULL && w->conn == NULL) {
         /* A virtual socket: its client is on another host. */
         if (o->kind == SDK_OUT_WS_SEND) {
-            fwd_ws_send(w->peer_host, w->peer_id, w->id, ROUTER_FWD_WS_MESSAGE, o->ws_kind, o->data, o->len);
+            rt_fwd_ws_send(w->peer_host, w->peer_id, w->id, ROUTER_FWD_WS_MESSAGE, o->ws_kind, o->data, o->len);
         } else {
             int code = o->ws_kind >= 1000 && o->ws_kind <= 4999 ? o->ws_kind : 1000;
-            fwd_ws_send(w->peer_host, w->peer_id, w->id, ROUTER_FWD_WS_CLOSE, code, o->data, o->len);
+            rt_fwd_ws_send(w->peer_host, w->peer_id, w->id, ROUTER_FWD_WS_CLOSE, code, o->data, o->len);
             if (w->close_by_ms == 0)
                 w->close_by_ms = uv_now(&s->loop) + WS_CLOSE_WAIT_MS;
         }
@@ -757,7 +794,7 @@ static void on_ws_timer(uv_timer_t *h)
             if (w->close_by_ms != 0 && now >= w->close_by_ms && (w->conn == NULL || w->conn->sock != NULL)) {
                 RT_INFO("msg=\"dropping a WebSocket that did not answer our close\" shard=%u ws=%llu",
                         f->shard->id, (unsigned long long)w->id);
-                front_ws_closed(f, w);
+                rt_front_ws_closed(f, w);
             } else if (w->peer_host != 0 && !w->peer_gone && !rt_cluster_host_live(w->peer_host)) {
                 /* The other end's host is gone. Its leader: the client is
                  * told to reconnect (1012), and a reconnect reaches the new
@@ -767,7 +804,7 @@ static void on_ws_timer(uv_timer_t *h)
                         f->shard->id, (unsigned long long)w->id);
                 w->peer_gone = true;
                 if (w->conn == NULL) {
-                    front_ws_closed(f, w);
+                    rt_front_ws_closed(f, w);
                 } else if (w->close_by_ms == 0) {
                     static const char why[] = "the object's host went away; reconnect";
                     wslay_event_queue_close(w->conn->ws_ctx, 1012, (const uint8_t *)why, sizeof(why) - 1);
@@ -848,7 +885,7 @@ int rt_front_start(struct rt_shard *s, char *err, size_t errlen)
     uv_timer_init(&s->loop, &f->fwd_timer);
     f->fwd_timer.data = f;
     if (c->cluster != NULL) {
-        uv_timer_start(&f->fwd_timer, fwd_on_timer, 50, 50);
+        uv_timer_start(&f->fwd_timer, rt_fwd_timer_cb, 50, 50);
         uv_unref((uv_handle_t *)&f->fwd_timer);
     }
     f->accept_ctx.ctx = &f->ctx;
@@ -882,7 +919,7 @@ void rt_front_stop(struct rt_shard *s)
     struct rt_front *f = s->front;
     uv_timer_stop(&f->ws_timer);
     uv_timer_stop(&f->fwd_timer);
-    fwd_expire(f, true);
+    rt_fwd_expire(f, true);
     if (f->listening) {
         uv_close((uv_handle_t *)&f->listener, NULL);
         f->listening = false;

@@ -44,6 +44,8 @@ static void usage(FILE *out)
                  "  ls         the objects in object storage (--store URL)\n"
                  "  gc         delete what no restore point of the retention window needs\n"
                  "             (--store URL [--older-than 30d] [--apply]; a dry run by default)\n"
+                 "  status     a running server's cluster: hosts, links, objects led and replicated,\n"
+                 "             replication and upload lag (--server http://HOST:PORT)\n"
                  "  version    print the version\n");
 }
 
@@ -62,6 +64,8 @@ int main(int argc, char **argv)
         return rt_cmd_ls(argc - 2, argv + 2);
     if (strcmp(cmd, "gc") == 0)
         return rt_cmd_gc(argc - 2, argv + 2);
+    if (strcmp(cmd, "status") == 0)
+        return rt_cmd_status(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("dobj %s (sqlite %s, abi %d)\n", DOBJ_VERSION, sqlite3_libversion(), DOBJ_ABI_VERSION);
         return 0;

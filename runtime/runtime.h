@@ -424,6 +424,8 @@ int rt_restore_object(const struct rt_config *c, const char *cls, const uint8_t 
 
 int rt_cmd_restore(int argc, char **argv);
 int rt_cmd_ls(int argc, char **argv);
+/* dobj status --server URL: hosts, links, objects led and replicated, lags. */
+int rt_cmd_status(int argc, char **argv);
 int rt_cmd_gc(int argc, char **argv);
 /* RFC 3339 to microseconds since the epoch; -1 if it is not one. */
 int rt_parse_rfc3339(const char *s, int64_t *out_us);
@@ -440,6 +442,7 @@ struct rt_cluster_stats {
     struct repl_peers_stats peers;
     uint64_t replica_ops, dropped_msgs, checkpoints;
     uint64_t commits; /* records this host's leaders made durable */
+    uint64_t leading, replicating; /* objects this host leads, keeps replicas of */
 };
 
 bool rt_cluster_enabled(void);
@@ -456,8 +459,9 @@ int rt_cluster_place(const uint8_t id[16], uint32_t *replicas, uint32_t *leader,
 struct repl_epoch rt_cluster_epoch(struct repl_epoch seen);
 uint64_t rt_cluster_epoch_pack(struct repl_epoch e);
 void rt_cluster_send(const struct repl_msg *m);
-/* The host that leads the object now: the first live host among ranks
- * 0..replicas (live: connected, or this host). Thread-safe. */
+/* The host that leads the object now: the first live one of its candidates
+ * (router_candidates: rank 0, then its replicas; live: connected, or this
+ * host). Thread-safe. */
 uint32_t rt_cluster_route(const uint8_t id[16]);
 /* This host, a peer whose connection is up, or anyone just after start. */
 bool rt_cluster_host_live(uint32_t id);

@@ -277,6 +277,7 @@ int rt_host_run(struct rt_config *c)
     for (unsigned i = 0; i < c->shards; i++)
         uv_sem_wait(&rt_host.stopped);
     rt_durable_stop();
+    atomic_store(&rt_host.shards_ready, false); /* forwards from other hosts get 503 now */
     post_all(RT_MSG_FINISH);
     for (unsigned i = 0; i < c->shards; i++)
         uv_thread_join(&rt_host.shards[i].thread);

@@ -1,6 +1,7 @@
 /*
- * tools.c: the operator's commands that work on object storage without a
- * running server: `dobj restore` and `dobj ls`. They read the store settings
+ * tools.c: the operator's commands: `dobj restore`, `dobj ls` and `dobj gc`
+ * work on object storage without a running server; `dobj status` asks
+ * running servers. They read the store settings
  * like `dobj serve` does (--store and --store-* flags, or --config FILE), and
  * run the store on a private libuv loop.
  */
@@ -520,4 +521,131 @@ int rt_cmd_gc(int argc, char **argv)
     tool_store_close(&t);
     free(rest);
     return rv;
+}
+
+/* ---- dobj status ----------------------------------------------------------- */
+
+/* GET url into body; the HTTP status, or 0 when it can not be reached. */
+static long http_get(const char *url, struct sdk_buf *body, long timeout_s)
+{
+    CURL *c = curl_easy_init();
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_s);
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    long status = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    sdk_buf_append(body, "", 1);
+    return status;
+}
+
+struct host_status {
+    unsigned id;
+    char addr[96], zone[40], seen[8];
+    bool reached;
+    unsigned long long leading, replicating, waiting, pending;
+    double lag;
+};
+
+/* The value after `key ` at the start of a line of text, or NULL. */
+static const char *line_value(const char *text, const char *key)
+{
+    size_t n = strlen(key);
+    for (const char *p = text; p != NULL && *p != '\0'; p = strchr(p, '\n'), p = p != NULL ? p + 1 : NULL)
+        if (strncmp(p, key, n) == 0 && p[n] == ' ')
+            return p + n + 1;
+    return NULL;
+}
+
+static void read_counts(const char *text, struct host_status *h)
+{
+    const char *v;
+    h->leading = (v = line_value(text, "leading")) != NULL ? strtoull(v, NULL, 10) : 0;
+    h->replicating = (v = line_value(text, "replicating")) != NULL ? strtoull(v, NULL, 10) : 0;
+    h->waiting = (v = line_value(text, "awaiting_quorum")) != NULL ? strtoull(v, NULL, 10) : 0;
+    h->pending = (v = line_value(text, "upload_pending")) != NULL ? strtoull(v, NULL, 10) : 0;
+    h->lag = (v = line_value(text, "upload_lag_seconds")) != NULL ? strtod(v, NULL) : 0;
+}
+
+/* dobj status --server URL: the cluster as that host sees it (the hosts and
+ * whether it reaches them), then each host's own counts, asked of it. */
+int rt_cmd_status(int argc, char **argv)
+{
+    static const char *const own[] = {"--server", NULL};
+    struct tool_args ta = {0};
+    char **rest = sdk_xcalloc((size_t)argc + 1, sizeof(char *));
+    int nrest = 0;
+    if (split_args(argc, argv, own, NULL, &ta, &nrest, rest) != 0 || nrest > 0 || ta.vals[0] == NULL) {
+        if (nrest > 0)
+            fprintf(stderr, "dobj: status: unexpected argument '%s'\n", rest[0]);
+        fprintf(stderr, "usage: dobj status --server http://HOST:PORT\n");
+        free(rest);
+        return 2;
+    }
+    free(rest);
+    const char *server = ta.vals[0];
+    size_t n = strlen(server);
+    while (n > 0 && server[n - 1] == '/')
+        n--;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    char url[1024];
+    snprintf(url, sizeof(url), "%.*s/_status", (int)n, server);
+    struct sdk_buf body = {0};
+    long status = http_get(url, &body, 5);
+    if (status != 200) {
+        if (status == 0)
+            fprintf(stderr, "dobj: can not reach %.*s\n", (int)n, server);
+        else
+            fprintf(stderr, "dobj: %s answered HTTP %ld (is it a dobj server?)\n", url, status);
+        sdk_buf_close(&body);
+        return 1;
+    }
+    const char *self = line_value(body.data, "self");
+    unsigned self_id = self != NULL ? (unsigned)strtoul(self, NULL, 10) : 0;
+    struct host_status hosts[ROUTER_HOSTS_MAX];
+    unsigned nhosts = 0;
+    for (const char *p = body.data; *p != '\0' && nhosts < ROUTER_HOSTS_MAX;) {
+        struct host_status *h = &hosts[nhosts];
+        memset(h, 0, sizeof(*h));
+        if (sscanf(p, "host %u %95s %39s %7s", &h->id, h->addr, h->zone, h->seen) == 4)
+            nhosts++;
+        const char *nl = strchr(p, '\n');
+        p = nl != NULL ? nl + 1 : p + strlen(p);
+    }
+    if (self_id == 0) {
+        struct host_status h = {0};
+        read_counts(body.data, &h);
+        printf("single host %.*s: %llu records awaiting the journal, %llu awaiting upload, upload lag %.1f s\n",
+               (int)n, server, h.waiting, h.pending, h.lag);
+        sdk_buf_close(&body);
+        return 0;
+    }
+    printf("cluster as host %u sees it:\n", self_id);
+    printf("%-5s %-22s %-8s %-6s %8s %11s %16s %14s %10s\n", "host", "address", "zone", "link", "leading",
+           "replicating", "awaiting quorum", "upload pending", "upload lag");
+    int down = 0;
+    for (unsigned i = 0; i < nhosts; i++) {
+        struct host_status *h = &hosts[i];
+        char hurl[256];
+        snprintf(hurl, sizeof(hurl), "http://%s/_status", h->addr);
+        struct sdk_buf hb = {0};
+        h->reached = h->id == self_id ? (read_counts(body.data, h), true) : http_get(hurl, &hb, 2) == 200;
+        if (h->reached && h->id != self_id)
+            read_counts(hb.data, h);
+        sdk_buf_close(&hb);
+        if (!h->reached) {
+            down++;
+            printf("%-5u %-22s %-8s %-6s %8s %11s %16s %14s %10s\n", h->id, h->addr, h->zone, h->seen, "-", "-", "-",
+                   "-", "unreachable");
+            continue;
+        }
+        printf("%-5u %-22s %-8s %-6s %8llu %11llu %16llu %14llu %9.1fs\n", h->id, h->addr, h->zone, h->seen,
+               h->leading, h->replicating, h->waiting, h->pending, h->lag);
+    }
+    printf("%u hosts, %d unreachable from here\n", nhosts, down);
+    sdk_buf_close(&body);
+    return 0;
 }

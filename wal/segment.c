@@ -98,7 +98,8 @@ int wal_seg_add_packed(struct wal_seg_builder *b, const uint8_t *packed, size_t 
     struct wal_record h;
     const uint8_t *frame;
     size_t flen, rlen;
-    if (wal_record_packed_header(packed, len, &h, &frame, &flen, &rlen) != 0)
+    if (wal_record_packed_header(packed, len, &h, &frame, &flen, &rlen) != 0 ||
+        ZSTD_getFrameContentSize(frame, flen) != rlen)
         return -EPROTO;
     if (seg_begin(b, &h, flen) != 0)
         return -EINVAL;

@@ -27,7 +27,7 @@ import websocket
 for _var in ("NO_PROXY", "no_proxy"):
     _cur = os.environ.get(_var, "")
     if "127.0.0.0/8" not in _cur:
-        os.environ[_var] = ",".join(x for x in (_cur, "127.0.0.1", "127.0.0.0/8", "localhost") if x)
+        os.environ[_var] = ",".join(x for x in (_cur, "127.0.0.1", "127.0.0.0/8", "10.0.0.0/8", "localhost") if x)
 
 REPO = Path(__file__).resolve().parents[2]
 # DOBJ_BUILD_DIR lets the suite run against another build tree (for instance a
@@ -87,7 +87,7 @@ class Server:
     """One `build/dobj serve` process on a free loopback port."""
 
     def __init__(self, workdir, data_dir=None, shards=2, classes=ALL_CLASSES, extra_args=(),
-                 use_flags=True, port=None, binary=None, host="127.0.0.1"):
+                 use_flags=True, port=None, binary=None, host="127.0.0.1", wrap=()):
         self.binary = Path(binary) if binary else DOBJ
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -99,6 +99,7 @@ class Server:
         self.use_flags = use_flags
         self.port = port or free_port()
         self.host = host
+        self.wrap = [str(w) for w in wrap]  # a command prefix, e.g. ip netns exec NS
         self.proc = None
         self.expected_exit = False
         self.starts = 0
@@ -107,7 +108,7 @@ class Server:
     # -- lifecycle --------------------------------------------------------
 
     def argv(self):
-        argv = [str(self.binary), "serve"]
+        argv = self.wrap + [str(self.binary), "serve"]
         if self.use_flags:
             argv += ["--listen", f"127.0.0.1:{self.port}", "--data", str(self.data_dir),
                      "--shards", str(self.shards)]

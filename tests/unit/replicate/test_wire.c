@@ -111,9 +111,12 @@ Test(wire, frame_checksum_catches_every_flipped_byte)
         cr_assert_neq(rv, 0, "flipped header byte %zu accepted", i);
         hdr[i] ^= 0x01;
     }
-    hdr[4] = 2;
+    uint8_t version = hdr[4];
+    hdr[4] = version + 1; /* a newer peer's frame */
     cr_assert_eq(repl_frame_parse(hdr, &type, &len), REPL_WIRE_EVERSION);
-    hdr[4] = 1;
+    hdr[4] = version - 1; /* an older one's */
+    cr_assert_eq(repl_frame_parse(hdr, &type, &len), REPL_WIRE_EVERSION);
+    hdr[4] = version;
     uint8_t big[REPL_FRAME_HEADER_BYTES];
     repl_frame_header(big, REPL_FRAME_MSG, NULL, 0);
     big[11] = 0x7f; /* 2 GB */

@@ -91,3 +91,62 @@ Test(router, ranking_is_a_stable_permutation_and_spreads_leaders)
     for (unsigned h = 1; h <= 6; h++)
         cr_assert(led[h] > 800 && led[h] < 1200, "host %u leads %u of 6000", h, led[h]);
 }
+
+/* Nine hosts in three zones: every object's five replicas span the three
+ * zones, no zone holds more than two of them (so losing one keeps a quorum of
+ * three), they come in rank order, and the leader's successors are they. */
+Test(router, replicas_prefer_distinct_zones)
+{
+    char err[256];
+    const char *p = write_file("host 1 h:1 h:2 a\nhost 2 h:1 h:2 a\nhost 3 h:1 h:2 a\n"
+                               "host 4 h:1 h:2 b\nhost 5 h:1 h:2 b\nhost 6 h:1 h:2 b\n"
+                               "host 7 h:1 h:2 c\nhost 8 h:1 h:2 c\nhost 9 h:1 h:2 c\n");
+    struct router_cluster c;
+    cr_assert_eq(router_cluster_load(&c, p, err, sizeof(err)), 0, "%s", err);
+    unlink(p);
+    unsigned moved = 0;
+    for (unsigned k = 0; k < 3000; k++) {
+        uint8_t id[16] = {0};
+        memcpy(id, &k, sizeof(k));
+        unsigned rank[ROUTER_HOSTS_MAX], pos[10] = {0};
+        router_rank(&c, id, rank);
+        for (unsigned i = 0; i < c.nhosts; i++)
+            pos[c.hosts[rank[i]].id] = i;
+        uint32_t reps[5], cand[ROUTER_HOSTS_MAX];
+        router_replicas(&c, rank, 5, reps);
+        unsigned per_zone[3] = {0};
+        for (unsigned i = 0; i < 5; i++) {
+            cr_assert_neq(reps[i], c.hosts[rank[0]].id, "the leader is one of its own replicas");
+            per_zone[router_host_find(&c, reps[i])->zone[0] - 'a']++;
+            if (i > 0)
+                cr_assert_lt(pos[reps[i - 1]], pos[reps[i]], "replicas out of rank order");
+            for (unsigned j = 0; j < i; j++)
+                cr_assert_neq(reps[i], reps[j]);
+        }
+        for (unsigned z = 0; z < 3; z++)
+            cr_assert(per_zone[z] >= 1 && per_zone[z] <= 2, "zone %c holds %u replicas", 'a' + z, per_zone[z]);
+        unsigned n = router_candidates(&c, rank, 5, cand);
+        cr_assert_eq(n, 6);
+        cr_assert_eq(cand[0], c.hosts[rank[0]].id);
+        cr_assert_eq(memcmp(cand + 1, reps, sizeof(reps)), 0);
+        moved += pos[reps[4]] > 5; /* zones chose a host beyond rank 5 */
+    }
+    cr_assert_gt(moved, 0, "zones never changed the choice");
+}
+
+/* Without zones the replica set is ranks 1..5, as before zones existed. */
+Test(router, without_zones_replicas_are_ranks_one_to_five)
+{
+    struct router_cluster c;
+    six(&c); /* one host has a zone: a zone of its own changes nothing */
+    for (unsigned k = 0; k < 500; k++) {
+        uint8_t id[16] = {0};
+        memcpy(id, &k, sizeof(k));
+        unsigned rank[ROUTER_HOSTS_MAX];
+        router_rank(&c, id, rank);
+        uint32_t reps[5];
+        router_replicas(&c, rank, 5, reps);
+        for (unsigned i = 0; i < 5; i++)
+            cr_assert_eq(reps[i], c.hosts[rank[i + 1]].id);
+    }
+}
