@@ -9,6 +9,7 @@ the C code.
 """
 import os
 import subprocess
+import threading
 import time
 
 import requests
@@ -329,3 +330,73 @@ def test_a_partitioned_host_stops_acknowledging_the_majority_serves_healing_lose
         if c is not None:
             c.stop()
         ns.destroy()
+
+
+def test_kill9_of_the_leader_under_load_loses_nothing_and_serves_no_stale_read(cluster):
+    """Writers and readers on a counter, all through hosts that do not lead
+    it; the leader is killed. Every read must show at least every increment
+    acknowledged before the read was sent (no stale read), every POST
+    acknowledged must count, and the first acknowledgement after the kill
+    comes within the failover time."""
+    cluster.start()
+    cand = cluster.candidates("counter", "hot")
+    entries = [cluster[h] for h in cand[2:]]  # never the leader, nor its successor
+    lock = threading.Lock()
+    state = {"acked_max": 0, "acked": 0, "unknown": 0, "stale": [], "reads": 0, "first_after": None}
+    stop, killed = threading.Event(), threading.Event()
+    kill_at = [0.0]
+
+    def writer(k):
+        s = requests.Session()
+        while not stop.is_set():
+            try:
+                r = s.post(entries[k % len(entries)].url("/counter/hot"), timeout=10)
+            except requests.RequestException:
+                r = None
+            with lock:
+                if r is not None and r.status_code == 200:
+                    state["acked"] += 1
+                    state["acked_max"] = max(state["acked_max"], r.json()["value"])
+                    if killed.is_set() and state["first_after"] is None:
+                        state["first_after"] = time.monotonic() - kill_at[0]
+                else:
+                    state["unknown"] += 1
+            if r is None or r.status_code != 200:
+                time.sleep(0.02)
+
+    def reader(k):
+        s = requests.Session()
+        while not stop.is_set():
+            with lock:
+                floor = state["acked_max"]
+            try:
+                r = s.get(entries[(k + 1) % len(entries)].url("/counter/hot"), timeout=10)
+            except requests.RequestException:
+                continue
+            if r.status_code == 200:
+                with lock:
+                    state["reads"] += 1
+                    if r.json()["value"] < floor:
+                        state["stale"].append((r.json()["value"], floor))
+            else:
+                time.sleep(0.02)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(3)]
+    threads += [threading.Thread(target=reader, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    kill_at[0] = time.monotonic()
+    cluster[cand[0]].kill9()
+    killed.set()
+    time.sleep(3)
+    stop.set()
+    for t in threads:
+        t.join()
+    print(f"failover under load: first write acknowledged {state['first_after']} s after kill -9; "
+          f"{state['acked']} acknowledged, {state['unknown']} unknown, {state['reads']} reads")
+    assert not state["stale"], f"stale reads (value, acknowledged before the read): {state['stale'][:5]}"
+    assert state["first_after"] is not None and state["first_after"] < 2.5, state["first_after"]
+    value = requests.get(cluster[cand[1]].url("/counter/hot"), timeout=10).json()["value"]
+    assert state["acked"] <= value <= state["acked"] + state["unknown"], (value, state)
+    assert state["reads"] > 50
