@@ -101,20 +101,12 @@ static size_t id_bucket(const uint8_t id[16], size_t n)
 
 /* ---- placement ---------------------------------------------------------- */
 
-int rt_cluster_place(const uint8_t id[16], uint32_t *replicas, uint32_t *leader, bool *candidate)
+void rt_cluster_replicas(const uint8_t id[16], uint32_t *replicas)
 {
     const struct router_cluster *cl = C.c->cluster;
     unsigned rank[ROUTER_HOSTS_MAX];
     router_rank(cl, id, rank);
     router_replicas(cl, rank, C.c->replicas, replicas);
-    uint32_t cand[ROUTER_HOSTS_MAX];
-    unsigned n = router_candidates(cl, rank, C.c->replicas, cand);
-    *leader = cand[0];
-    *candidate = false;
-    for (unsigned i = 0; i < n; i++)
-        if (cand[i] == C.c->host_id)
-            *candidate = true;
-    return 0;
 }
 
 /* Live: this host; a peer whose connections are up both ways (we send on
@@ -156,9 +148,8 @@ static void on_app(void *arg, uint32_t from, const uint8_t *payload, uint32_t le
 
 static bool is_replica_of(const uint8_t id[16])
 {
-    uint32_t reps[REPL_REPLICAS_MAX], leader;
-    bool cand;
-    rt_cluster_place(id, reps, &leader, &cand);
+    uint32_t reps[REPL_REPLICAS_MAX];
+    rt_cluster_replicas(id, reps);
     for (unsigned i = 0; i < C.c->replicas; i++)
         if (reps[i] == C.c->host_id)
             return true;
@@ -392,9 +383,8 @@ static struct replica_obj *replica_find(const uint8_t id[16], bool create)
     memcpy(o->id, id, 16);
     /* Replicas of a dead leader upload one after another, by rank: the
      * first usually does it alone. */
-    uint32_t reps[REPL_REPLICAS_MAX], leader;
-    bool cand;
-    rt_cluster_place(id, reps, &leader, &cand);
+    uint32_t reps[REPL_REPLICAS_MAX];
+    rt_cluster_replicas(id, reps);
     uint64_t nth = 1;
     for (unsigned i = 0; i < C.c->replicas; i++)
         if (reps[i] == C.c->host_id)

@@ -298,10 +298,7 @@ int rt_leader_start(struct rt_shard *s, struct rt_actor *a, const uint8_t id[16]
                     const char *name, size_t name_len, char *why, size_t whylen)
 {
     const struct rt_config *c = s->config;
-    uint32_t replicas[REPL_REPLICAS_MAX], leader;
-    bool candidate;
-    rt_cluster_place(id, replicas, &leader, &candidate);
-    leader = rt_cluster_route(id);
+    uint32_t leader = rt_cluster_route(id);
     if (leader != c->host_id) {
         /* Its route changed since the front looked (a host came or went). */
         const struct router_host *h = router_host_find(c->cluster, leader);
@@ -325,7 +322,7 @@ int rt_leader_start(struct rt_shard *s, struct rt_actor *a, const uint8_t id[16]
     s->leaders = l;
     rt_cluster_register(id, s->id, l);
     rt_actor_recovering(a);
-    memcpy(l->replicas, replicas, sizeof(l->replicas));
+    rt_cluster_replicas(id, l->replicas);
     l->lc = (struct repl_leader_config){.host = c->host_id, .replicas = l->replicas, .nreplicas = c->replicas,
                                         .quorum = c->quorum, .resend_ms = 200, .heartbeat_ms = 50,
                                         .commit_timeout_ms = c->commit_timeout_ms, .batch_recs_max = 256,

@@ -452,9 +452,9 @@ void rt_cluster_destroy(void);
 void rt_cluster_stats(struct rt_cluster_stats *out);
 /* n more records made durable by a quorum (dobj_commits_total). Thread-safe. */
 void rt_cluster_count_commits(uint64_t n);
-/* The object's replica set (config replicas ids), its preferred leader, and
- * whether this host may lead it (ranks 0..replicas). */
-int rt_cluster_place(const uint8_t id[16], uint32_t *replicas, uint32_t *leader, bool *candidate);
+/* The object's replica set: `replicas` (config) host ids, in rank order.
+ * Who leads it is rt_cluster_route's answer. */
+void rt_cluster_replicas(const uint8_t id[16], uint32_t *replicas);
 /* A new epoch above `seen`, never used by this host before. Thread-safe. */
 struct repl_epoch rt_cluster_epoch(struct repl_epoch seen);
 uint64_t rt_cluster_epoch_pack(struct repl_epoch e);
