@@ -214,6 +214,8 @@ void repl_replica_get_info(const struct repl_replica *r, struct repl_replica_inf
         .last = log_last(&r->log),
         .match = match,
         .commit = r->commit,
+        .commit_origin = r->commit > r->log.base && r->commit <= log_last(&r->log) ? log_origin(&r->log, r->commit)
+                                                                                   : r->log.base_origin,
         .bytes = r->log.bytes + r->ops_cap * sizeof(*r->ops) + sizeof(*r),
     };
 }
@@ -501,6 +503,7 @@ void repl_replica_tick(struct repl_replica *r, uint64_t now_ms)
 
 struct peer {
     uint32_t host;
+    uint8_t groups; /* GROUP_NEW, GROUP_OLD: which replica sets it is in */
     uint64_t match, next;
     uint64_t round; /* the highest read round it answered in our epoch */
     uint64_t commit_sent; /* the durable lsn our last message to it carried */
@@ -512,16 +515,19 @@ struct peer {
     struct repl_epoch p_last_origin, p_base_origin;
 };
 
+#define GROUP_NEW 1u
+#define GROUP_OLD 2u
+
 struct repl_leader {
-    struct repl_leader_config cfg;
+    struct repl_leader_config cfg; /* nreplicas: the peers, both sets' */
     struct peer peers[REPL_REPLICAS_MAX];
+    uint8_t groups; /* GROUP_NEW, and GROUP_OLD while joint */
     enum repl_leader_state state;
     struct repl_epoch epoch;
     struct log log;
     uint64_t durable, barrier;
     uint64_t round, confirmed; /* read rounds started, and answered by a quorum */
     uint64_t started_ms, waiting_ms, asked_ms;
-    unsigned npromised;
     int best;          /* the promiser whose log recovery copies */
     uint64_t fetch_to; /* its last record */
 };
@@ -561,11 +567,32 @@ struct repl_leader *repl_leader_create(const struct repl_leader_config *cfg, str
     char err[256];
     if (repl_quorum_check(cfg->nreplicas, cfg->quorum, err, sizeof(err)) != 0 || epoch.n == 0)
         return NULL;
+    if (cfg->nold > 0 && repl_quorum_check(cfg->nold, cfg->quorum, err, sizeof(err)) != 0)
+        return NULL;
     struct repl_leader *l = sdk_xcalloc(1, sizeof(*l));
     l->cfg = *cfg;
     l->cfg.replicas = NULL;
-    for (unsigned i = 0; i < cfg->nreplicas; i++)
+    l->cfg.old_replicas = NULL;
+    l->groups = GROUP_NEW;
+    for (unsigned i = 0; i < cfg->nreplicas; i++) {
         l->peers[i].host = cfg->replicas[i];
+        l->peers[i].groups = GROUP_NEW;
+    }
+    for (unsigned k = 0; k < cfg->nold; k++) {
+        l->groups |= GROUP_OLD;
+        unsigned i = 0;
+        while (i < l->cfg.nreplicas && l->peers[i].host != cfg->old_replicas[k])
+            i++;
+        if (i == l->cfg.nreplicas) {
+            if (i == REPL_REPLICAS_MAX) {
+                free(l);
+                return NULL;
+            }
+            l->peers[i].host = cfg->old_replicas[k];
+            l->cfg.nreplicas++;
+        }
+        l->peers[i].groups |= GROUP_OLD;
+    }
     if (l->cfg.batch_recs_max == 0)
         l->cfg.batch_recs_max = 1;
     if (l->cfg.window_recs == 0)
@@ -674,15 +701,36 @@ static void sort_desc(uint64_t *v, unsigned n)
         }
 }
 
+/* What `quorum` peers of every replica set have reached, of v[i] per peer:
+ * while joint, a quorum of the old set and one of the new. `q` is the
+ * quorum (the planted bugs of tests/sim pass less). */
+static uint64_t quorum_value(const struct repl_leader *l, const uint64_t *v, unsigned q)
+{
+    uint64_t least = UINT64_MAX;
+    for (uint8_t g = GROUP_NEW; g <= GROUP_OLD; g <<= 1) {
+        if (!(l->groups & g))
+            continue;
+        uint64_t m[REPL_REPLICAS_MAX];
+        unsigned n = 0;
+        for (unsigned i = 0; i < l->cfg.nreplicas; i++)
+            if (l->peers[i].groups & g)
+                m[n++] = v[i];
+        sort_desc(m, n);
+        uint64_t x = q >= 1 && q <= n ? m[q - 1] : 0;
+        if (x < least)
+            least = x;
+    }
+    return least;
+}
+
 static void leader_update_durable(struct repl_leader *l, uint64_t now_ms)
 {
     uint64_t m[REPL_REPLICAS_MAX];
     for (unsigned i = 0; i < l->cfg.nreplicas; i++)
         m[i] = l->peers[i].match;
-    sort_desc(m, l->cfg.nreplicas);
-    uint64_t cand = m[l->cfg.quorum - 1];
+    uint64_t cand = quorum_value(l, m, l->cfg.quorum);
 #if REPL_SIM_PLANTED_BUG == 1
-    cand = m[l->cfg.quorum - 2]; /* tests/sim: the checker must catch acking one replica short */
+    cand = quorum_value(l, m, l->cfg.quorum - 1); /* tests/sim: the checker must catch acking one replica short */
 #endif
     if (cand < l->barrier || cand <= l->durable)
         return;
@@ -767,7 +815,10 @@ static void leader_on_promise(struct repl_leader *l, struct peer *p, const struc
     p->p_last_origin = m->origin;
     p->p_base = m->base_lsn;
     p->p_base_origin = m->base_origin;
-    if (++l->npromised >= l->cfg.quorum)
+    uint64_t promised[REPL_REPLICAS_MAX];
+    for (unsigned i = 0; i < l->cfg.nreplicas; i++)
+        promised[i] = l->peers[i].promised;
+    if (quorum_value(l, promised, l->cfg.quorum) == 1)
         leader_choose(l, now_ms);
 }
 
@@ -803,10 +854,9 @@ static void leader_note_round(struct repl_leader *l, struct peer *p, uint64_t ro
     uint64_t r[REPL_REPLICAS_MAX];
     for (unsigned i = 0; i < l->cfg.nreplicas; i++)
         r[i] = l->peers[i].round;
-    sort_desc(r, l->cfg.nreplicas);
-    uint64_t cand = r[l->cfg.quorum - 1];
+    uint64_t cand = quorum_value(l, r, l->cfg.quorum);
 #if REPL_SIM_PLANTED_BUG == 3
-    cand = r[0]; /* tests/sim: the checker must catch a read confirmed by one replica */
+    cand = quorum_value(l, r, 1); /* tests/sim: the checker must catch a read confirmed by one replica */
 #endif
     if (cand > l->confirmed) {
         l->confirmed = cand;

@@ -161,6 +161,13 @@ static inline int repl_epoch_cmp(struct repl_epoch a, struct repl_epoch b)
     return 0;
 }
 
+/* An epoch's counter carries the cluster membership's version in its top
+ * bits (router.h): a leader under a newer membership always has a higher
+ * epoch than any under an older one, so replicas that promised it refuse
+ * leaders that have not heard of the change. */
+#define REPL_EPOCH_VERSION_SHIFT 40
+static inline uint64_t repl_epoch_version(struct repl_epoch e) { return e.n >> REPL_EPOCH_VERSION_SHIFT; }
+
 /* One record as the protocol sees it: immutable, reference-counted (on one
  * thread: the core's), the bytes opaque. */
 struct repl_rec {
@@ -268,6 +275,9 @@ struct repl_replica_info {
     struct repl_epoch promised;
     struct repl_epoch base_origin;
     uint64_t base, last, match, commit;
+    /* The origin of the record at `commit` (or at base, when commit is not
+     * past it): some leader of that epoch or a later one made it durable. */
+    struct repl_epoch commit_origin;
     uint64_t seq; /* the last op issued */
     uint64_t bytes; /* records held and the core's own arrays */
 };
@@ -322,6 +332,14 @@ struct repl_leader_config {
     const uint32_t *replicas; /* host ids, copied */
     unsigned nreplicas;       /* at most REPL_REPLICAS_MAX */
     unsigned quorum;          /* more than nreplicas / 2 */
+    /* A joint configuration while the membership changes (router.h): the
+     * replica set under the previous membership (host ids, copied; nold 0
+     * when there is none). Promises, durability and read rounds then need
+     * `quorum` of each set, so that a leader finds every record acknowledged
+     * under either and fences leaders of either (Raft's joint consensus).
+     * Both sets together are at most REPL_REPLICAS_MAX hosts. */
+    const uint32_t *old_replicas;
+    unsigned nold;
     uint64_t resend_ms;        /* resend what a replica has not matched */
     uint64_t heartbeat_ms;     /* an empty append to tell news (durable, storage base) */
     uint64_t commit_timeout_ms;
