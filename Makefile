@@ -110,10 +110,12 @@ fuzz-seeds: $(LIB_OBJ)
 	$(BUILD)/fuzz-seeds tests/fuzz/corpus
 
 # The simulator (tests/sim/) links the protocol core; sim-planted-N builds it
-# with bug N planted in the core (replicate/quorum.c), which the checker must
-# catch.
+# with bug N planted in the core (replicate/quorum.c), and sim-planted-nojoint
+# with one planted in its model of the runtime (leaders that skip the joint
+# configuration of a membership change), which the checker must catch.
 SIM_LIB_OBJ := $(filter-out $(BUILD)/obj/replicate/quorum.o,$(LIB_OBJ))
 PLANTED := 1 2 3
+SIM_PLANTED := $(PLANTED) nojoint
 
 $(BUILD)/sim/sim: tests/sim/sim.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -124,13 +126,17 @@ $(BUILD)/sim/sim-planted-%: tests/sim/sim.c replicate/quorum.c $(SIM_LIB_OBJ)
 	$(CC) $(CFLAGS_ALL) -DREPL_SIM_PLANTED_BUG=$* tests/sim/sim.c replicate/quorum.c $(SIM_LIB_OBJ) -o $@ \
 	    $(SANFLAGS) $(LIBS)
 
+$(BUILD)/sim/sim-planted-nojoint: tests/sim/sim.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -DSIM_PLANTED_NO_JOINT $< $(LIB_OBJ) -o $@ $(SANFLAGS) $(LIBS)
+
 SEEDS ?= 2000
 sim: $(BUILD)/sim/sim
 	$< $(if $(SEED),--seed $(SEED) -v,--seeds $(SEEDS) $(if $(FROM),--from $(FROM)))
 
-test-sim: $(BUILD)/sim/sim $(addprefix $(BUILD)/sim/sim-planted-,$(PLANTED))
+test-sim: $(BUILD)/sim/sim $(addprefix $(BUILD)/sim/sim-planted-,$(SIM_PLANTED))
 	$(SAN_ENV) $(BUILD)/sim/sim --seeds $(SEEDS)
-	@for b in $(PLANTED); do \
+	@for b in $(SIM_PLANTED); do \
 	    if $(SAN_ENV) $(BUILD)/sim/sim-planted-$$b --seeds $(SEEDS) >$(BUILD)/sim/planted-$$b.log 2>&1; then \
 	        echo "test-sim: planted bug $$b was not caught"; exit 1; fi; \
 	    echo "test-sim: planted bug $$b caught: $$(head -1 $(BUILD)/sim/planted-$$b.log)"; done

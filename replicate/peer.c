@@ -76,6 +76,7 @@ struct remote {
     struct frame *qhead, *qtail;
     uint64_t qbytes;
     unsigned napp; /* APP frames in the queue */
+    atomic_bool retired; /* no longer in the cluster: not dialled, sends dropped */
     atomic_int in_ready; /* its connections to us that are authenticated */
     uint64_t redial_ms, backoff_ms;
     atomic_bool up;
@@ -103,7 +104,7 @@ struct repl_peers {
     atomic_bool stopping;
 
     struct remote remotes[REMOTES_MAX];
-    unsigned nremotes;
+    _Atomic unsigned nremotes; /* grows on the transport's thread only (repl_peers_set_hosts) */
     struct conn *accepted;
     unsigned naccepted;
 
@@ -589,7 +590,10 @@ static void on_timer(uv_timer_t *t)
     uint64_t now = now_ms();
     for (unsigned i = 0; i < p->nremotes; i++) {
         struct remote *r = &p->remotes[i];
-        if (r->out == NULL && now >= r->redial_ms)
+        if (atomic_load(&r->retired)) {
+            if (r->out != NULL)
+                conn_close(r->out, 2, "the host left the cluster");
+        } else if (r->out == NULL && now >= r->redial_ms)
             dial(p, r);
         else if (r->out != NULL)
             check_conn(r->out, now);
@@ -644,7 +648,7 @@ static void on_async(uv_async_t *a)
         if (f->to == p->cfg.self) {
             deliver(p, f->data + REPL_FRAME_HEADER_BYTES, f->len - REPL_FRAME_HEADER_BYTES, p->cfg.self, false);
             free(f);
-        } else if (r == NULL || r->qbytes + f->len > p->cfg.queue_bytes_max ||
+        } else if (r == NULL || atomic_load(&r->retired) || r->qbytes + f->len > p->cfg.queue_bytes_max ||
                    (f->data[5] == REPL_FRAME_APP && !atomic_load(&r->up) &&
                     now_ms() - p->started_ms >= p->cfg.dead_ms)) {
             /* An APP frame (a client's request) for a host that is down
@@ -692,7 +696,7 @@ int repl_peers_start(struct repl_peers **out, const struct repl_peers_config *cf
             p->self_addr = cfg->hosts[i];
             found = true;
         } else if (p->nremotes < REMOTES_MAX) {
-            struct remote *r = &p->remotes[p->nremotes++];
+            struct remote *r = &p->remotes[atomic_fetch_add(&p->nremotes, 1)];
             r->addr = cfg->hosts[i];
             r->backoff_ms = BACKOFF_MIN_MS;
         }
@@ -782,6 +786,54 @@ void repl_peers_send_app(struct repl_peers *p, uint32_t to, const void *payload,
     f->to = to;
     f->queued_ms = now_ms();
     inbox_push(p, f);
+}
+
+struct host_list {
+    struct repl_peers *p;
+    unsigned n;
+    struct repl_peer_addr hosts[];
+};
+
+static void set_hosts(void *arg)
+{
+    struct host_list *hl = arg;
+    struct repl_peers *p = hl->p;
+    unsigned n = atomic_load(&p->nremotes);
+    for (unsigned i = 0; i < n; i++) {
+        struct remote *r = &p->remotes[i];
+        bool listed = false;
+        for (unsigned k = 0; k < hl->n && !listed; k++)
+            listed = hl->hosts[k].id == r->addr.id;
+        if (listed && atomic_load(&r->retired))
+            r->redial_ms = 0;
+        atomic_store(&r->retired, !listed);
+        if (!listed)
+            drop_app_frames(p, r, true);
+    }
+    for (unsigned k = 0; k < hl->n; k++) {
+        if (hl->hosts[k].id == p->cfg.self || remote_of(p, hl->hosts[k].id) != NULL)
+            continue;
+        if (n == REMOTES_MAX) {
+            repl_logf(0, "peer: more than %d hosts: host %u left out", REMOTES_MAX, hl->hosts[k].id);
+            continue;
+        }
+        struct remote *r = &p->remotes[n];
+        memset(r, 0, sizeof(*r));
+        r->addr = hl->hosts[k];
+        r->backoff_ms = BACKOFF_MIN_MS;
+        atomic_store(&p->nremotes, ++n); /* after the entry is whole: other threads read up to it */
+        repl_logf(2, "peer: host %u joins at %s:%u", r->addr.id, r->addr.host, r->addr.port);
+    }
+    free(hl);
+}
+
+void repl_peers_set_hosts(struct repl_peers *p, const struct repl_peer_addr *hosts, unsigned nhosts)
+{
+    struct host_list *hl = sdk_xmalloc(sizeof(*hl) + nhosts * sizeof(hl->hosts[0]));
+    hl->p = p;
+    hl->n = nhosts;
+    memcpy(hl->hosts, hosts, nhosts * sizeof(hl->hosts[0]));
+    repl_peers_post(p, set_hosts, hl);
 }
 
 void repl_peers_post(struct repl_peers *p, void (*fn)(void *arg), void *arg)

@@ -165,7 +165,7 @@ static inline int repl_epoch_cmp(struct repl_epoch a, struct repl_epoch b)
  * bits (router.h): a leader under a newer membership always has a higher
  * epoch than any under an older one, so replicas that promised it refuse
  * leaders that have not heard of the change. */
-#define REPL_EPOCH_VERSION_SHIFT 40
+#define REPL_EPOCH_VERSION_SHIFT 36
 static inline uint64_t repl_epoch_version(struct repl_epoch e) { return e.n >> REPL_EPOCH_VERSION_SHIFT; }
 
 /* One record as the protocol sees it: immutable, reference-counted (on one
@@ -276,7 +276,9 @@ struct repl_replica_info {
     struct repl_epoch base_origin;
     uint64_t base, last, match, commit;
     /* The origin of the record at `commit` (or at base, when commit is not
-     * past it): some leader of that epoch or a later one made it durable. */
+     * past it or past the log's end, as after a cut): some leader of that
+     * epoch or a later one made it durable. After a restart it may read
+     * older until the leader's next message (commit is not journaled). */
     struct repl_epoch commit_origin;
     uint64_t seq; /* the last op issued */
     uint64_t bytes; /* records held and the core's own arrays */
@@ -496,6 +498,11 @@ void repl_peers_send(struct repl_peers *p, const struct repl_msg *m);
 /* Queues an APP frame with payload[0..len) for host `to`; thread-safe,
  * copies. Dropped (and counted) when too big, unknown host or after stop. */
 void repl_peers_send_app(struct repl_peers *p, uint32_t to, const void *payload, size_t len);
+/* The cluster's hosts changed (a membership change): hosts not known yet
+ * are dialled, known ones missing from the list are retired (no dialling,
+ * messages to them dropped). Addresses of known hosts do not change.
+ * Thread-safe; takes effect on the transport's thread. */
+void repl_peers_set_hosts(struct repl_peers *p, const struct repl_peer_addr *hosts, unsigned nhosts);
 /* Runs fn(arg) on the transport's thread. Thread-safe. */
 void repl_peers_post(struct repl_peers *p, void (*fn)(void *arg), void *arg);
 /* Milliseconds on the transport's clock (monotonic). */

@@ -81,14 +81,102 @@ static int line_host(struct router_cluster *c, char **tok, int ntok, char *why, 
     return 0;
 }
 
+/* previous ID ... / leaving ID ...: checked against the host lines once
+ * the whole file is read. */
+static int line_ids(struct router_cluster *c, char **tok, int ntok, char *why, size_t whylen)
+{
+    bool prev = strcmp(tok[0], "previous") == 0;
+    uint32_t *ids = prev ? c->previous : c->leaving;
+    unsigned *n = prev ? &c->nprevious : &c->nleaving;
+    if (*n > 0) {
+        snprintf(why, whylen, "a second '%s' line", tok[0]);
+        return -1;
+    }
+    if (ntok < 2) {
+        snprintf(why, whylen, "a %s line is: %s ID ...", tok[0], tok[0]);
+        return -1;
+    }
+    for (int i = 1; i < ntok; i++) {
+        char *end;
+        errno = 0;
+        unsigned long id = strtoul(tok[i], &end, 10);
+        if (errno != 0 || *end != '\0' || id == 0 || id > 65535) {
+            snprintf(why, whylen, "host id '%s' is not a number in 1..65535", tok[i]);
+            return -1;
+        }
+        for (unsigned k = 0; k < *n; k++)
+            if (ids[k] == id) {
+                snprintf(why, whylen, "host id %lu appears twice", id);
+                return -1;
+            }
+        ids[(*n)++] = (uint32_t)id;
+    }
+    return 0;
+}
+
+static bool ids_have(const uint32_t *ids, unsigned n, uint32_t id)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (ids[i] == id)
+            return true;
+    return false;
+}
+
+bool router_cluster_leaving(const struct router_cluster *c, uint32_t id)
+{
+    return ids_have(c->leaving, c->nleaving, id);
+}
+
+/* The whole file: previous and leaving name listed hosts. */
+static int check_members(const struct router_cluster *c, char *why, size_t whylen)
+{
+    for (unsigned i = 0; i < c->nprevious; i++)
+        if (router_host_find(c, c->previous[i]) == NULL) {
+            snprintf(why, whylen,
+                     "'previous' names host %u, which has no host line (a host leaving keeps its line until the change "
+                     "is done)", c->previous[i]);
+            return -1;
+        }
+    for (unsigned i = 0; i < c->nleaving; i++) {
+        if (router_host_find(c, c->leaving[i]) == NULL) {
+            snprintf(why, whylen, "'leaving' names host %u, which has no host line", c->leaving[i]);
+            return -1;
+        }
+        if (!ids_have(c->previous, c->nprevious, c->leaving[i])) {
+            snprintf(why, whylen, "host %u is leaving but is not in 'previous': only a previous member can leave",
+                     c->leaving[i]);
+            return -1;
+        }
+    }
+    if (c->nleaving >= c->nhosts) {
+        snprintf(why, whylen, "every host is leaving");
+        return -1;
+    }
+    return 0;
+}
+
+void router_cluster_members(const struct router_cluster *c, bool previous, struct router_cluster *out)
+{
+    *out = *c;
+    out->nhosts = 0;
+    out->nprevious = out->nleaving = 0;
+    for (unsigned i = 0; i < c->nhosts; i++) {
+        uint32_t id = c->hosts[i].id;
+        bool member = previous && c->nprevious > 0 ? ids_have(c->previous, c->nprevious, id)
+                                                   : !ids_have(c->leaving, c->nleaving, id);
+        if (member)
+            out->hosts[out->nhosts++] = c->hosts[i];
+    }
+}
+
 static int parse_line(struct router_cluster *c, char *line, char *why, size_t whylen)
 {
-    char *tok[8];
+    char *tok[ROUTER_HOSTS_MAX + 1];
     int ntok = 0;
     for (char *save = NULL, *t = strtok_r(line, " \t\r\n", &save); t != NULL; t = strtok_r(NULL, " \t\r\n", &save)) {
         if (t[0] == '#')
             break;
-        if (ntok == 8) {
+        if (ntok == ROUTER_HOSTS_MAX + 1) {
             snprintf(why, whylen, "too many words");
             return -1;
         }
@@ -107,6 +195,17 @@ static int parse_line(struct router_cluster *c, char *line, char *why, size_t wh
         snprintf(why, whylen, "seed '%s' is not a number", tok[1]);
         return -1;
     }
+    if (strcmp(tok[0], "version") == 0 && ntok == 2) {
+        char *end;
+        errno = 0;
+        c->version = strtoull(tok[1], &end, 10);
+        if (errno == 0 && *end == '\0' && c->version >= 1 && c->version <= ROUTER_VERSION_MAX)
+            return 0;
+        snprintf(why, whylen, "version '%s' is not a number in 1..%u", tok[1], ROUTER_VERSION_MAX);
+        return -1;
+    }
+    if (strcmp(tok[0], "previous") == 0 || strcmp(tok[0], "leaving") == 0)
+        return line_ids(c, tok, ntok, why, whylen);
     if (strcmp(tok[0], "secret") == 0 && ntok == 2) {
         if (strlen(tok[1]) >= sizeof(c->secret)) {
             snprintf(why, whylen, "the secret is longer than %zu bytes", sizeof(c->secret) - 1);
@@ -115,7 +214,7 @@ static int parse_line(struct router_cluster *c, char *line, char *why, size_t wh
         snprintf(c->secret, sizeof(c->secret), "%s", tok[1]);
         return 0;
     }
-    snprintf(why, whylen, "unknown line '%s' (expected host, seed or secret)", tok[0]);
+    snprintf(why, whylen, "unknown line '%s' (expected host, seed, secret, version, previous or leaving)", tok[0]);
     return -1;
 }
 
@@ -142,6 +241,12 @@ int router_cluster_load(struct router_cluster *c, const char *path, char *err, s
         snprintf(err, errlen, "cluster file %s lists no hosts", path);
         rv = -1;
     }
+    if (rv == 0 && check_members(c, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "cluster file %s: %s", path, why);
+        rv = -1;
+    }
+    if (c->version == 0)
+        c->version = 1;
     return rv;
 }
 

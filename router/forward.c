@@ -4,7 +4,8 @@
  * integers little-endian:
  *
  *        0  1  kind: 1 request, 2 reply, 3 WebSocket open (a request),
- *              4 WebSocket message, 5 WebSocket close
+ *              4 WebSocket message, 5 WebSocket close, 6 wake (class and
+ *              name only: lead the object, runtime/cluster.c)
  *        1  3  reserved (0)
  *        4  4  the origin's shard, where the client's request waits
  *        8  8  the origin's request id
@@ -96,7 +97,7 @@ static bool headers_ok(const struct router_str *h)
 int router_fwd_decode(struct router_fwd *f, const uint8_t *p, size_t len)
 {
     memset(f, 0, sizeof(*f));
-    if (len < FWD_HEAD || p[0] < ROUTER_FWD_REQUEST || p[0] > ROUTER_FWD_WS_CLOSE || p[1] != 0 || p[2] != 0 ||
+    if (len < FWD_HEAD || p[0] < ROUTER_FWD_REQUEST || p[0] > ROUTER_FWD_WAKE || p[1] != 0 || p[2] != 0 ||
         p[3] != 0)
         return -1;
     f->kind = p[0];
@@ -124,6 +125,10 @@ int router_fwd_decode(struct router_fwd *f, const uint8_t *p, size_t len)
     bool request = f->kind == ROUTER_FWD_REQUEST || f->kind == ROUTER_FWD_WS_OPEN;
     if (request && (f->cls.len == 0 || f->method.len == 0))
         return -1;
+    if (f->kind == ROUTER_FWD_WAKE)
+        return f->cls.len == 0 || f->method.len + f->path.len + f->query.len + f->headers.len + f->body.len != 0
+                   ? -1
+                   : 0;
     if (!request && f->cls.len + f->name.len + f->method.len + f->path.len + f->query.len != 0)
         return -1;
     if (f->kind == ROUTER_FWD_WS_CLOSE && (f->status < 1000 || f->status > 4999))

@@ -7,6 +7,18 @@
  *   seed 0                                   placement seed (default 0)
  *   secret SECRET                            the peers' shared secret
  *   host ID CLIENT-ADDR PEER-ADDR [ZONE]     e.g. host 1 127.0.0.1:8081 127.0.0.1:9081
+ *   version N                                the membership's version (default 1)
+ *   previous ID ...                          while the membership changes: the
+ *                                            members of the version before
+ *   leaving ID ...                           hosts still listed (they hold data
+ *                                            to move) that are members no more
+ *
+ * The members are the hosts not leaving. Changing them is a transition: the
+ * new file names a higher version and, in `previous`, the members it
+ * replaces; every host loads it (SIGHUP). Until every object has moved,
+ * leaders replicate to both replica sets (replicate.h, joint
+ * configurations); then the `previous` and `leaving` lines (and the leaving
+ * hosts) are removed and the hosts loaded again (see runtime/cluster.c).
  *
  * Ids are 1..65535 and unique, addresses HOST:PORT (IPv6 as [::1]:9081).
  * Placement is rendezvous hashing (highest random weight): every host gets a
@@ -27,6 +39,8 @@
 #include <stdint.h>
 
 #define ROUTER_HOSTS_MAX 64
+/* Epochs carry the version in 12 bits (replicate.h, REPL_EPOCH_VERSION_SHIFT). */
+#define ROUTER_VERSION_MAX 4095u
 
 struct router_host {
     uint32_t id;
@@ -42,7 +56,18 @@ struct router_cluster {
     unsigned nhosts;
     uint64_t seed;
     char secret[256]; /* empty when the file has none */
+    uint64_t version;
+    uint32_t previous[ROUTER_HOSTS_MAX]; /* ids; none when no change is under way */
+    unsigned nprevious;
+    uint32_t leaving[ROUTER_HOSTS_MAX];
+    unsigned nleaving;
 };
+
+/* The two memberships a cluster file describes, as clusters of their own
+ * (placement ranks the members only): its members, and the previous
+ * members (a copy of the members when there is no `previous`). */
+void router_cluster_members(const struct router_cluster *c, bool previous, struct router_cluster *out);
+bool router_cluster_leaving(const struct router_cluster *c, uint32_t id);
 
 /* Reads a cluster file. On error, -1 with err naming the file, line and
  * what is wrong. */
@@ -71,6 +96,7 @@ enum router_fwd_kind {
     ROUTER_FWD_WS_OPEN,
     ROUTER_FWD_WS_MESSAGE,
     ROUTER_FWD_WS_CLOSE,
+    ROUTER_FWD_WAKE, /* lead this object: it has not moved to the new membership yet */
 };
 
 struct router_str {

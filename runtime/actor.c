@@ -1018,7 +1018,13 @@ static void actor_event(struct rt_shard *s, struct rt_actor *a, struct rt_event 
     }
     /* Every event but a close took a slot of the shard's in-flight bound. */
     bool reserved = e->kind != SDK_EV_WS_CLOSE;
-    if (s->stopping || (e->kind == SDK_EV_WS_OPEN && a->nsockets >= ACTOR_SOCKETS_MAX)) {
+    if (e->wake) {
+        /* The object is led. A leader that led it already tells every
+         * replica again how far it is durable (a read round carries it): a
+         * replica that missed it still counts the object as moving. */
+        if (a->leader != NULL && !a->recovering)
+            rt_leader_read_round(a->leader);
+    } else if (s->stopping || (e->kind == SDK_EV_WS_OPEN && a->nsockets >= ACTOR_SOCKETS_MAX)) {
         if (e->kind == SDK_EV_FETCH || e->kind == SDK_EV_WS_OPEN) {
             struct rt_reply *r = reply_error(e, 503, s->stopping ? "the server is stopping"
                                                                  : "the object has too many open WebSockets");
@@ -1365,7 +1371,7 @@ static void fetch_start(struct rt_shard *s, struct rt_actor *a)
 /* An event this actor can not take: 503 for a request, nothing for the rest. */
 static void refuse(struct rt_shard *s, struct rt_actor *a, struct rt_event *e, const char *why)
 {
-    if (e->kind == SDK_EV_FETCH || e->kind == SDK_EV_WS_OPEN) {
+    if ((e->kind == SDK_EV_FETCH || e->kind == SDK_EV_WS_OPEN) && !e->wake) {
         gate_push(a, &reply_error(e, 503, why)->msg);
         gate_release(s, a);
     }
@@ -1421,7 +1427,7 @@ static void fail_held(struct rt_shard *s, struct rt_actor *a, const char *why)
         a->held_head = atomic_load_explicit(&e->msg.next, memory_order_relaxed);
         if (a->held_head == NULL)
             a->held_tail = &a->held_head;
-        if (e->kind == SDK_EV_FETCH || e->kind == SDK_EV_WS_OPEN)
+        if ((e->kind == SDK_EV_FETCH || e->kind == SDK_EV_WS_OPEN) && !e->wake)
             gate_push(a, &reply_error(e, 503, why)->msg);
         if (e->kind != SDK_EV_WS_CLOSE)
             rt_shard_event_done(s);

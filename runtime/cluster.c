@@ -27,7 +27,25 @@
  * Epochs: a leader's epoch is (n, host id) with n above every epoch it has
  * seen and never used twice by this host, also across restarts: n comes from
  * a counter whose floor is persisted (DATA/epoch, fsync'd) before any epoch
- * at or above it is used.
+ * at or above it is used. n's top bits are the membership's version
+ * (REPL_EPOCH_VERSION_SHIFT): a host that sees an epoch of a newer version
+ * than its cluster file leads nothing until it loads the new file.
+ *
+ * Membership changes (router.h has the file's side). SIGHUP loads the
+ * cluster file again; the new membership is a new view, swapped in whole
+ * (readers on other threads keep the one they hold; views are freed at
+ * exit). While the file names a `previous` membership, an object whose
+ * replica set differs between the two is led with both sets (a joint
+ * configuration, replicate.h): its new leader recovers from a quorum of the
+ * old set and of the new, then replicates to both. Leaders whose placement
+ * changed step down at the reload; the next event leads the object again,
+ * under the new view. Objects nobody asks for are moved too: every second,
+ * each host looks at the objects it holds replicas of; one that changed
+ * replica set and whose state this host does not know to be durable under
+ * the new version (repl_replica_info.commit_origin) is "moving", and its new
+ * leader is asked to lead it (a wake, router/forward.c). Once every host
+ * shows 0 moving (`dobj status`), every object's state is on a quorum of its
+ * new replica set and the `previous` line can go.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,9 +63,11 @@
 
 #define REG_BUCKETS 4096
 #define CKPT_SEGMENTS 2
-#define EPOCH_RESERVE (1ull << 20)
+#define EPOCH_RESERVE (1ull << 12)
 #define TICK_MS 20          /* the transport's timer: heartbeats, redials */
 #define REPLICA_TICK_MS 100 /* replicas' timers: uploads after a dead leader */
+#define MOVE_SCAN_MS 1000   /* moving objects counted, their leaders woken */
+#define WAKES_MAX 256       /* per scan */
 
 struct replica_obj {
     uint8_t id[16];
@@ -63,8 +83,20 @@ struct reg {
     struct reg *next;
 };
 
+/* One membership, as a cluster file describes it (see the top). */
+struct view {
+    struct router_cluster all;  /* every host line: addresses */
+    struct router_cluster cur;  /* the members: placement */
+    struct router_cluster prev; /* the previous members (cur when not changing) */
+    bool changing;              /* a `previous` line */
+    struct view *older;         /* freed at exit */
+};
+
 static struct {
     const struct rt_config *c;
+    _Atomic(struct view *) view;
+    pthread_mutex_t reload_mu;
+    _Atomic uint64_t moving, wakes;
     struct repl_peers *peers;
     struct repl_journal *journal;
     /* the transport's thread only */
@@ -88,7 +120,8 @@ static struct {
     _Atomic uint64_t commits;
     uint64_t started_ms; /* on the transport's clock */
     _Atomic size_t replicating; /* C.count, for other threads */
-} C = {.mu = PTHREAD_MUTEX_INITIALIZER, .epoch_mu = PTHREAD_MUTEX_INITIALIZER};
+} C = {.mu = PTHREAD_MUTEX_INITIALIZER, .epoch_mu = PTHREAD_MUTEX_INITIALIZER,
+       .reload_mu = PTHREAD_MUTEX_INITIALIZER};
 
 bool rt_cluster_enabled(void) { return C.peers != NULL; }
 
@@ -101,13 +134,61 @@ static size_t id_bucket(const uint8_t id[16], size_t n)
 
 /* ---- placement ---------------------------------------------------------- */
 
-void rt_cluster_replicas(const uint8_t id[16], uint32_t *replicas)
+static struct view *view(void) { return atomic_load_explicit(&C.view, memory_order_acquire); }
+
+static void view_build(struct view *v, const struct router_cluster *file)
 {
-    const struct router_cluster *cl = C.c->cluster;
+    v->all = *file;
+    router_cluster_members(file, false, &v->cur);
+    router_cluster_members(file, true, &v->prev);
+    v->changing = file->nprevious > 0;
+}
+
+const struct router_host *rt_cluster_host(uint32_t id) { return router_host_find(&view()->all, id); }
+
+const char *rt_cluster_role(uint32_t id)
+{
+    struct view *v = view();
+    if (router_host_find(&v->cur, id) == NULL)
+        return "leaving";
+    return v->changing && router_host_find(&v->prev, id) == NULL ? "joining" : "member";
+}
+
+uint64_t rt_cluster_version(void) { return C.peers != NULL ? view()->all.version : 0; }
+
+static void replicas_in(const struct router_cluster *cl, const uint8_t id[16], uint32_t *replicas)
+{
     unsigned rank[ROUTER_HOSTS_MAX];
     router_rank(cl, id, rank);
     router_replicas(cl, rank, C.c->replicas, replicas);
 }
+
+void rt_cluster_replicas(const uint8_t id[16], uint32_t *replicas) { replicas_in(&view()->cur, id, replicas); }
+
+static bool set_has(const uint32_t *set, unsigned n, uint32_t id)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (set[i] == id)
+            return true;
+    return false;
+}
+
+/* The object's replica set under the previous membership while it differs
+ * from the current one's (a joint configuration), else 0. */
+static unsigned old_replicas_in(const struct view *v, const uint8_t id[16], uint32_t *old)
+{
+    if (!v->changing)
+        return 0;
+    uint32_t cur[REPL_REPLICAS_MAX];
+    replicas_in(&v->cur, id, cur);
+    replicas_in(&v->prev, id, old);
+    for (unsigned i = 0; i < C.c->replicas; i++)
+        if (!set_has(cur, C.c->replicas, old[i]))
+            return C.c->replicas;
+    return 0;
+}
+
+unsigned rt_cluster_old_replicas(const uint8_t id[16], uint32_t *old) { return old_replicas_in(view(), id, old); }
 
 /* Live: this host; a peer whose connections are up both ways (we send on
  * ours, it answers on its own; a silent one is closed after peer_dead_ms:
@@ -122,9 +203,8 @@ bool rt_cluster_host_live(uint32_t id)
     return repl_peers_now_ms(C.peers) - C.started_ms < C.c->peer_dead_ms;
 }
 
-uint32_t rt_cluster_route(const uint8_t id[16])
+static uint32_t route_in(const struct router_cluster *cl, const uint8_t id[16])
 {
-    const struct router_cluster *cl = C.c->cluster;
     unsigned rank[ROUTER_HOSTS_MAX];
     router_rank(cl, id, rank);
     uint32_t cand[ROUTER_HOSTS_MAX];
@@ -134,6 +214,8 @@ uint32_t rt_cluster_route(const uint8_t id[16])
             return cand[i];
     return cand[0]; /* all down: a request there fails at once (503), as it should */
 }
+
+uint32_t rt_cluster_route(const uint8_t id[16]) { return route_in(&view()->cur, id); }
 
 void rt_cluster_send_app(uint32_t to, const void *payload, size_t len)
 {
@@ -146,14 +228,22 @@ static void on_app(void *arg, uint32_t from, const uint8_t *payload, uint32_t le
     rt_front_forwarded(from, payload, len);
 }
 
-static bool is_replica_of(const uint8_t id[16])
+/* Whether this host is one of the object's replicas, under the current
+ * membership or (while it changes) the previous one; 0 if not, else its
+ * place in that set from 1 (replicas of a dead leader upload in that order). */
+static unsigned replica_place(const uint8_t id[16])
 {
+    struct view *v = view();
     uint32_t reps[REPL_REPLICAS_MAX];
-    rt_cluster_replicas(id, reps);
+    replicas_in(&v->cur, id, reps);
     for (unsigned i = 0; i < C.c->replicas; i++)
         if (reps[i] == C.c->host_id)
-            return true;
-    return false;
+            return i + 1;
+    if (old_replicas_in(v, id, reps) > 0)
+        for (unsigned i = 0; i < C.c->replicas; i++)
+            if (reps[i] == C.c->host_id)
+                return i + 1;
+    return 0;
 }
 
 /* ---- epochs ------------------------------------------------------------- */
@@ -200,8 +290,20 @@ static int epoch_load(char *err, size_t errlen)
 
 struct repl_epoch rt_cluster_epoch(struct repl_epoch seen)
 {
+    uint64_t version = view()->all.version;
+    if (repl_epoch_version(seen) > version)
+        return (struct repl_epoch){0, 0}; /* the cluster moved on: this host's file is old */
     pthread_mutex_lock(&C.epoch_mu);
     uint64_t n = C.epoch_next > seen.n + 1 ? C.epoch_next : seen.n + 1;
+    if (n < version << REPL_EPOCH_VERSION_SHIFT)
+        n = version << REPL_EPOCH_VERSION_SHIFT;
+    if (n >> REPL_EPOCH_VERSION_SHIFT != version) {
+        /* Used up (2^36 epochs), or used under a newer version before. */
+        pthread_mutex_unlock(&C.epoch_mu);
+        RT_ERROR("msg=\"no epoch left for this cluster version: load a newer cluster file\" version=%llu next=%llu",
+                 (unsigned long long)version, (unsigned long long)n);
+        return (struct repl_epoch){0, 0};
+    }
     C.epoch_next = n + 1;
     if (n >= C.epoch_floor) {
         C.epoch_floor = n + EPOCH_RESERVE;
@@ -383,12 +485,7 @@ static struct replica_obj *replica_find(const uint8_t id[16], bool create)
     memcpy(o->id, id, 16);
     /* Replicas of a dead leader upload one after another, by rank: the
      * first usually does it alone. */
-    uint32_t reps[REPL_REPLICAS_MAX];
-    rt_cluster_replicas(id, reps);
-    uint64_t nth = 1;
-    for (unsigned i = 0; i < C.c->replicas; i++)
-        if (reps[i] == C.c->host_id)
-            nth = i + 1;
+    uint64_t nth = replica_place(id) > 0 ? replica_place(id) : 1;
     struct repl_replica_config rc = {.host = C.c->host_id, .batch_recs_max = 256, .batch_bytes_max = 4u << 20,
                                      .upload_timeout_ms =
                                          rt_host.uploader != NULL ? C.c->replica_upload_timeout_ms * nth : 0,
@@ -521,7 +618,7 @@ static void on_recv(void *arg, struct repl_msg *m)
     uint64_t now = repl_peers_now_ms(C.peers);
     if (m->type == REPL_MSG_PREPARE || m->type == REPL_MSG_FETCH || m->type == REPL_MSG_APPEND) {
         struct replica_obj *o = replica_find(m->object, false);
-        if (o == NULL && is_replica_of(m->object))
+        if (o == NULL && replica_place(m->object) > 0)
             o = replica_find(m->object, true);
         if (o == NULL) {
             atomic_fetch_add(&C.dropped_msgs, 1);
@@ -547,16 +644,201 @@ static void on_recv(void *arg, struct repl_msg *m)
     rt_shard_post(NULL, (unsigned)shard, &x->msg);
 }
 
+/* ---- moving objects to a new membership (see the top) -------------------- */
+
+/* Whether the object still has to move: its replica set changed, this host
+ * is in the old set or the new one, and it has not heard that a leader of
+ * this version made a record durable (with both sets' quorums: then the new
+ * set holds its state). A host in neither (it left the object's set in an
+ * earlier change) hears from no leader any more: its old copy is not asked. */
+static bool replica_moving(const struct view *v, struct replica_obj *o)
+{
+    struct repl_replica_info in;
+    repl_replica_get_info(o->core, &in);
+    if (in.promised.n == 0 && in.last == 0)
+        return false; /* it holds nothing of the object */
+    if (repl_epoch_version(in.commit_origin) >= v->all.version)
+        return false;
+    uint32_t old[REPL_REPLICAS_MAX], cur[REPL_REPLICAS_MAX];
+    if (old_replicas_in(v, o->id, old) == 0)
+        return false;
+    replicas_in(&v->cur, o->id, cur);
+    return set_has(old, C.c->replicas, C.c->host_id) || set_has(cur, C.c->replicas, C.c->host_id);
+}
+
+/* Counts the moving objects and asks their leaders to lead them, at most
+ * WAKES_MAX a round (a leader recovers each: a storm of them would starve
+ * the clients). */
+static void moving_scan(void)
+{
+    struct view *v = view();
+    uint64_t moving = 0, woken = 0;
+    for (size_t i = 0; v->changing && i < C.nbuckets; i++)
+        for (struct replica_obj *o = C.objs[i]; o != NULL; o = o->next) {
+            if (!replica_moving(v, o))
+                continue;
+            moving++;
+            const char *slash = o->name != NULL ? strchr(o->name, '/') : NULL;
+            if (slash == NULL || woken >= WAKES_MAX)
+                continue;
+            uint32_t leader = route_in(&v->cur, o->id);
+            woken++;
+            rt_fwd_wake(leader, o->name, (size_t)(slash - o->name), slash + 1, strlen(slash + 1));
+        }
+    atomic_store(&C.moving, moving);
+    atomic_fetch_add(&C.wakes, woken);
+}
+
+static void scan_posted(void *arg)
+{
+    moving_scan();
+    uv_sem_post(arg);
+}
+
+uint64_t rt_cluster_moving(void) { return C.peers != NULL ? atomic_load(&C.moving) : 0; }
+
 static void on_tick(void *arg, uint64_t now_ms)
 {
     (void)arg;
-    static uint64_t last;
+    static uint64_t last, last_scan;
     if (now_ms - last < REPLICA_TICK_MS)
         return;
     last = now_ms;
     for (size_t i = 0; i < C.nbuckets; i++)
         for (struct replica_obj *o = C.objs[i]; o != NULL; o = o->next)
             repl_replica_tick(o->core, now_ms);
+    if (now_ms - last_scan >= MOVE_SCAN_MS) {
+        last_scan = now_ms;
+        moving_scan();
+    }
+}
+
+/* ---- SIGHUP: the cluster file again --------------------------------------- */
+
+static bool same_ids(const uint32_t *a, unsigned na, const struct router_cluster *members)
+{
+    if (na != members->nhosts)
+        return false;
+    for (unsigned i = 0; i < na; i++)
+        if (router_host_find(members, a[i]) == NULL)
+            return false;
+    return true;
+}
+
+static bool same_members(const struct router_cluster *a, const struct router_cluster *b)
+{
+    if (a->nhosts != b->nhosts)
+        return false;
+    for (unsigned i = 0; i < a->nhosts; i++)
+        if (router_host_find(b, a->hosts[i].id) == NULL)
+            return false;
+    return true;
+}
+
+/* Whether the new file may follow the loaded one; why not in err. */
+static int reload_check(const struct view *v, const struct router_cluster *f, const struct view *nv, char *err,
+                        size_t errlen)
+{
+    if (f->seed != v->all.seed) {
+        snprintf(err, errlen, "the seed changed (%llu to %llu): it would move every object; it can not change",
+                 (unsigned long long)v->all.seed, (unsigned long long)f->seed);
+        return -1;
+    }
+    if (router_host_find(f, C.c->host_id) == NULL) {
+        snprintf(err, errlen, "this host (%u) is not in it (a leaving host keeps its line until the change is done)",
+                 C.c->host_id);
+        return -1;
+    }
+    for (unsigned i = 0; i < f->nhosts; i++) {
+        const struct router_host *a = &f->hosts[i], *b = router_host_find(&v->all, a->id);
+        if (b != NULL && (strcmp(a->peer_host, b->peer_host) != 0 || a->peer_port != b->peer_port ||
+                          strcmp(a->client_host, b->client_host) != 0 || a->client_port != b->client_port ||
+                          strcmp(a->zone, b->zone) != 0)) {
+            snprintf(err, errlen, "host %u's addresses or zone changed: a host keeps them (give a moved host a new id)",
+                     a->id);
+            return -1;
+        }
+    }
+    if (nv->cur.nhosts < C.c->replicas || nv->prev.nhosts < C.c->replicas) {
+        snprintf(err, errlen, "%u replicas need at least %u members; it has %u", C.c->replicas, C.c->replicas,
+                 nv->cur.nhosts < nv->prev.nhosts ? nv->cur.nhosts : nv->prev.nhosts);
+        return -1;
+    }
+    if (!same_members(&nv->cur, &v->cur)) {
+        if (f->version <= v->all.version) {
+            snprintf(err, errlen, "the members changed but the version did not go up (it is %llu: say version %llu)",
+                     (unsigned long long)v->all.version, (unsigned long long)v->all.version + 1);
+            return -1;
+        }
+        if (v->changing) {
+            snprintf(err, errlen, "the change to version %llu is not done yet: finish it first (remove its 'previous'"
+                                  " line once `dobj status` shows nothing moving)", (unsigned long long)v->all.version);
+            return -1;
+        }
+        if (!same_ids(f->previous, f->nprevious, &v->cur)) {
+            snprintf(err, errlen, "the members changed: 'previous' must list the members it replaces (those of "
+                                  "version %llu)", (unsigned long long)v->all.version);
+            return -1;
+        }
+        return 0;
+    }
+    if (f->version != v->all.version) {
+        snprintf(err, errlen, "the version changed (%llu to %llu) but the members did not",
+                 (unsigned long long)v->all.version, (unsigned long long)f->version);
+        return -1;
+    }
+    if (v->changing && !nv->changing && atomic_load(&C.moving) > 0) {
+        snprintf(err, errlen, "the 'previous' line went, but %llu objects this host holds have not moved yet (see "
+                              "`dobj status`)", (unsigned long long)atomic_load(&C.moving));
+        return -1;
+    }
+    if (nv->changing && !v->changing) {
+        snprintf(err, errlen, "a 'previous' line came without a change of members");
+        return -1;
+    }
+    return 0;
+}
+
+int rt_cluster_reload(char *err, size_t errlen)
+{
+    if (C.peers == NULL) {
+        snprintf(err, errlen, "not a cluster host");
+        return -1;
+    }
+    pthread_mutex_lock(&C.reload_mu);
+    struct view *v = view();
+    struct router_cluster *f = sdk_xmalloc(sizeof(*f));
+    struct view *nv = sdk_xcalloc(1, sizeof(*nv));
+    int rv = router_cluster_load(f, C.c->cluster_file, err, errlen);
+    if (rv == 0) {
+        view_build(nv, f);
+        rv = reload_check(v, f, nv, err, errlen);
+    }
+    free(f);
+    if (rv != 0) {
+        free(nv);
+        pthread_mutex_unlock(&C.reload_mu);
+        return -1;
+    }
+    nv->older = v;
+    struct repl_peer_addr hosts[ROUTER_HOSTS_MAX];
+    for (unsigned i = 0; i < nv->all.nhosts; i++) {
+        hosts[i].id = nv->all.hosts[i].id;
+        snprintf(hosts[i].host, sizeof(hosts[i].host), "%s", nv->all.hosts[i].peer_host);
+        hosts[i].port = nv->all.hosts[i].peer_port;
+    }
+    repl_peers_set_hosts(C.peers, hosts, nv->all.nhosts);
+    atomic_store_explicit(&C.view, nv, memory_order_release);
+    /* Counted under the new view before anyone can read the count. */
+    uv_sem_t counted;
+    uv_sem_init(&counted, 0);
+    repl_peers_post(C.peers, scan_posted, &counted);
+    uv_sem_wait(&counted);
+    uv_sem_destroy(&counted);
+    pthread_mutex_unlock(&C.reload_mu);
+    RT_INFO("msg=\"cluster file loaded\" version=%llu hosts=%u members=%u changing=%s",
+            (unsigned long long)nv->all.version, nv->all.nhosts, nv->cur.nhosts, nv->changing ? "yes" : "no");
+    return 0;
 }
 
 void rt_cluster_send(const struct repl_msg *m) { repl_peers_send(C.peers, m); }
@@ -609,6 +891,9 @@ static void wipe_objects(const struct rt_config *c)
 int rt_cluster_start(const struct rt_config *c, char *err, size_t errlen)
 {
     C.c = c;
+    struct view *v = sdk_xcalloc(1, sizeof(*v));
+    view_build(v, c->cluster);
+    atomic_store(&C.view, v);
     C.nbuckets = 1024;
     C.objs = sdk_xcalloc(C.nbuckets, sizeof(*C.objs));
     if (mkdir(c->data_dir, 0755) != 0 && errno != EEXIST) {
@@ -691,6 +976,10 @@ void rt_cluster_destroy(void)
     free(C.held);
     C.held = NULL;
     C.held_n = 0;
+    for (struct view *v = atomic_exchange(&C.view, NULL), *older; v != NULL; v = older) {
+        older = v->older;
+        free(v);
+    }
 }
 
 void rt_cluster_stats(struct rt_cluster_stats *out)
@@ -707,6 +996,8 @@ void rt_cluster_stats(struct rt_cluster_stats *out)
     out->leading = C.leading;
     pthread_mutex_unlock(&C.mu);
     out->replicating = atomic_load(&C.replicating);
+    out->moving = atomic_load(&C.moving);
+    out->wakes = atomic_load(&C.wakes);
 }
 
 void rt_cluster_count_commits(uint64_t n) { atomic_fetch_add_explicit(&C.commits, n, memory_order_relaxed); }

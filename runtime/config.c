@@ -341,11 +341,17 @@ static int cluster_check(struct rt_config *c, bool store_defaulted, char *err, s
                  c->host_id == 0 ? "required with 'cluster': this host's id" : "not", c->cluster_file);
         return DOBJ_ECONFIG;
     }
-    if (c->cluster->nhosts < c->replicas) {
-        snprintf(err, errlen, "option 'replicas': %u replicas need at least %u hosts; the cluster file %s lists %u",
-                 c->replicas, c->replicas, c->cluster_file, c->cluster->nhosts);
-        return DOBJ_ECONFIG;
+    struct router_cluster *members = sdk_xmalloc(sizeof(*members));
+    for (int previous = 0; previous < 2; previous++) {
+        router_cluster_members(c->cluster, previous, members);
+        if (members->nhosts < c->replicas) {
+            snprintf(err, errlen,
+                     "option 'replicas': %u replicas need at least %u members; the cluster file %s has %u%s", c->replicas, c->replicas, c->cluster_file, members->nhosts, previous ? " in 'previous'" : "");
+            free(members);
+            return DOBJ_ECONFIG;
+        }
     }
+    free(members);
     if (c->cluster_secret == NULL && getenv("DOBJ_CLUSTER_SECRET") != NULL)
         c->cluster_secret = sdk_xstrdup(getenv("DOBJ_CLUSTER_SECRET"));
     if (c->cluster_secret == NULL && c->cluster->secret[0] != '\0')

@@ -95,7 +95,7 @@ void rt_fwd_to_leader(struct rt_front *f, h2o_req_t *req, uint32_t leader, const
                       const char *name, size_t name_len, h2o_iovec_t rest, h2o_iovec_t query, bool websocket)
 {
     const struct rt_config *c = f->shard->config;
-    const struct router_host *h = router_host_find(c->cluster, leader);
+    const struct router_host *h = rt_cluster_host(leader);
     bool v6 = strchr(h->client_host, ':') != NULL;
     char base[128];
     snprintf(base, sizeof(base), "http://%s%s%s:%u", v6 ? "[" : "", h->client_host, v6 ? "]" : "", h->client_port);
@@ -301,6 +301,44 @@ static void fwd_request(uint32_t from, const struct router_fwd *x)
     rt_shard_post(NULL, target, &e->msg);
 }
 
+/* On the peer thread: lead this object (it has not moved to the new
+ * membership yet, cluster.c). An event that runs no handler: its leader
+ * starts (recovery) and it is done. Nothing answers; the asking host asks
+ * again while the object is still moving. */
+static void wake(const struct router_fwd *x)
+{
+    const struct rt_class *cls = rt_class_find(x->cls.p, x->cls.len);
+    if (cls == NULL || x->name.len > RT_NAME_MAX || memchr(x->name.p, '\0', x->name.len) != NULL)
+        return;
+    uint8_t oid[16];
+    rt_object_id(cls->cls->name, x->name.p, x->name.len, oid);
+    if (rt_cluster_route(oid) != rt_host.config->host_id)
+        return;
+    uint64_t hash = rt_object_hash(cls->cls->name, x->name.p, x->name.len);
+    unsigned target = rt_shard_of(hash);
+    if (!rt_shard_event_reserve(target))
+        return;
+    struct rt_event *e = event_from_fwd(target, cls, hash, x);
+    e->wake = true;
+    rt_shard_post(NULL, target, &e->msg);
+}
+
+void rt_fwd_wake(uint32_t to, const char *cls, size_t cls_len, const char *name, size_t name_len)
+{
+    struct router_fwd x = {.kind = ROUTER_FWD_WAKE, .cls = {cls, (uint32_t)cls_len},
+                           .name = {name, (uint32_t)name_len}};
+    if (to == rt_host.config->host_id) {
+        if (atomic_load(&rt_host.shards_ready))
+            wake(&x);
+        return;
+    }
+    size_t len = router_fwd_size(&x);
+    uint8_t *buf = sdk_xmalloc(len);
+    router_fwd_encode(&x, buf);
+    rt_cluster_send_app(to, buf, len);
+    free(buf);
+}
+
 void rt_front_forwarded(uint32_t from, const uint8_t *payload, size_t len)
 {
     struct router_fwd x;
@@ -317,6 +355,10 @@ void rt_front_forwarded(uint32_t from, const uint8_t *payload, size_t len)
     }
     if (x.kind == ROUTER_FWD_REQUEST || x.kind == ROUTER_FWD_WS_OPEN) {
         fwd_request(from, &x);
+        return;
+    }
+    if (x.kind == ROUTER_FWD_WAKE) {
+        wake(&x);
         return;
     }
     if (x.kind == ROUTER_FWD_WS_MESSAGE || x.kind == ROUTER_FWD_WS_CLOSE) {

@@ -261,21 +261,25 @@ void rt_front_wait_free(struct rt_wait *w)
 
 /* GET /_status: this host's view, one fact per line, for `dobj status`:
  *   self ID                          (0 on a single host)
- *   host ID HOST:PORT ZONE|- self|up|down   (each host of the cluster file)
+ *   host ID HOST:PORT ZONE|- self|up|down member|joining|leaving  (each host of the cluster file)
  *   leading N / replicating N        (objects)
  *   awaiting_quorum N                (records not yet durable: the quorum's, or the journal's)
- *   upload_pending N / upload_lag_seconds X */
+ *   upload_pending N / upload_lag_seconds X
+ *   version N / moving N             (the cluster file's; objects held here not moved to it yet) */
 static int on_status(h2o_req_t *req)
 {
     const struct rt_config *c = rt_host.config;
     struct sdk_buf b = {0};
     sdk_buf_printf(&b, "self %u\n", c->cluster != NULL ? c->host_id : 0);
-    for (unsigned i = 0; c->cluster != NULL && i < c->cluster->nhosts; i++) {
-        const struct router_host *h = &c->cluster->hosts[i];
+    for (uint32_t id = 1; c->cluster != NULL && id <= 65535; id++) {
+        const struct router_host *h = rt_cluster_host(id);
+        if (h == NULL)
+            continue;
         bool v6 = strchr(h->client_host, ':') != NULL;
-        sdk_buf_printf(&b, "host %u %s%s%s:%u %s %s\n", h->id, v6 ? "[" : "", h->client_host, v6 ? "]" : "",
+        sdk_buf_printf(&b, "host %u %s%s%s:%u %s %s %s\n", h->id, v6 ? "[" : "", h->client_host, v6 ? "]" : "",
                        h->client_port, h->zone[0] != '\0' ? h->zone : "-",
-                       h->id == c->host_id ? "self" : rt_cluster_host_live(h->id) ? "up" : "down");
+                       h->id == c->host_id ? "self" : rt_cluster_host_live(h->id) ? "up" : "down",
+                       rt_cluster_role(h->id));
     }
     struct rt_cluster_stats cs;
     rt_cluster_stats(&cs);
@@ -285,9 +289,10 @@ static int on_status(h2o_req_t *req)
     struct wal_upload_stats up = {0};
     rt_upload_stats(&up);
     sdk_buf_printf(&b, "leading %llu\nreplicating %llu\nawaiting_quorum %llu\nupload_pending %llu\n"
-                       "upload_lag_seconds %.3f\n",
+                       "upload_lag_seconds %.3f\nversion %llu\nmoving %llu\n",
                    (unsigned long long)cs.leading, (unsigned long long)cs.replicating, (unsigned long long)waiting,
-                   (unsigned long long)up.records_pending, (double)up.lag_us / 1e6);
+                   (unsigned long long)up.records_pending, (double)up.lag_us / 1e6,
+                   (unsigned long long)rt_cluster_version(), (unsigned long long)cs.moving);
     static const char ct[] = "content-type\0text/plain";
     respond(req, 200, ct, sizeof(ct), b.data, b.len);
     sdk_buf_close(&b);

@@ -53,6 +53,9 @@ struct rt_leader {
     enum repl_depose_reason deposed_why;
     struct repl_epoch higher;
     uint32_t replicas[REPL_REPLICAS_MAX];
+    uint32_t old[REPL_REPLICAS_MAX]; /* joint: the previous membership's set */
+    unsigned nold;
+    bool moved; /* stepped down: its placement changed (a membership change) */
     struct repl_leader_config lc;
     char why[256];
     struct rt_leader *prev, *next;
@@ -301,9 +304,16 @@ int rt_leader_start(struct rt_shard *s, struct rt_actor *a, const uint8_t id[16]
     uint32_t leader = rt_cluster_route(id);
     if (leader != c->host_id) {
         /* Its route changed since the front looked (a host came or went). */
-        const struct router_host *h = router_host_find(c->cluster, leader);
+        const struct router_host *h = rt_cluster_host(leader);
         snprintf(why, whylen, "host %u does not lead %s/%.*s now: host %u at http://%s:%u does; retry", c->host_id,
                  cls, (int)name_len, name, leader, h->client_host, h->client_port);
+        return -1;
+    }
+    struct repl_epoch epoch = rt_cluster_epoch(seen_epoch);
+    if (epoch.n == 0) {
+        snprintf(why, whylen, "host %u's cluster file (version %llu) is older than the cluster's (version %llu): "
+                 "it leads nothing until it loads the new one (SIGHUP); retry", c->host_id,
+                 (unsigned long long)rt_cluster_version(), (unsigned long long)repl_epoch_version(seen_epoch));
         return -1;
     }
     struct rt_leader *l = sdk_xcalloc(1, sizeof(*l));
@@ -314,7 +324,7 @@ int rt_leader_start(struct rt_shard *s, struct rt_actor *a, const uint8_t id[16]
     l->name_len = strlen(cls) + 1 + name_len;
     l->name = sdk_xmalloc(l->name_len + 1);
     snprintf(l->name, l->name_len + 1, "%s/%.*s", cls, (int)name_len, name);
-    l->epoch = rt_cluster_epoch(seen_epoch);
+    l->epoch = epoch;
     l->counted_to = UINT64_MAX; /* nothing counted before recovery */
     l->next = s->leaders;
     if (s->leaders != NULL)
@@ -323,8 +333,10 @@ int rt_leader_start(struct rt_shard *s, struct rt_actor *a, const uint8_t id[16]
     rt_cluster_register(id, s->id, l);
     rt_actor_recovering(a);
     rt_cluster_replicas(id, l->replicas);
+    l->nold = rt_cluster_old_replicas(id, l->old);
     l->lc = (struct repl_leader_config){.host = c->host_id, .replicas = l->replicas, .nreplicas = c->replicas,
-                                        .quorum = c->quorum, .resend_ms = 200, .heartbeat_ms = 50,
+                                        .quorum = c->quorum, .old_replicas = l->old, .nold = l->nold,
+                                        .resend_ms = 200, .heartbeat_ms = 50,
                                         .commit_timeout_ms = c->commit_timeout_ms, .batch_recs_max = 256,
                                         .batch_bytes_max = 4u << 20, .window_recs = 4096, .io = &leader_io,
                                         .arg = l};
@@ -403,12 +415,14 @@ static void after(struct rt_leader *l)
             return; /* the actor may have gone on (and even let go of this leader) */
         }
     }
-    if (l->deposed && !l->recovered && l->deposed_why == REPL_DEPOSED_EPOCH && l->retries < RETRIES_MAX) {
+    struct repl_epoch next = {0, 0};
+    if (l->deposed && !l->moved && !l->recovered && l->deposed_why == REPL_DEPOSED_EPOCH &&
+        l->retries < RETRIES_MAX && (next = rt_cluster_epoch(l->higher)).n != 0) {
         /* Refused before it served anything: try again above the epoch that
          * refused it; the waiting events never notice. */
         l->retries++;
         repl_leader_destroy(l->core);
-        l->epoch = rt_cluster_epoch(l->higher);
+        l->epoch = next;
         l->deposed = false;
         l->core = repl_leader_create(&l->lc, l->epoch, uv_now(&s->loop));
         after(l);
@@ -514,6 +528,47 @@ static void on_tick(uv_timer_t *t)
         if (l->freed)
             continue;
         repl_leader_tick(l->core, now);
+        after(l);
+    }
+}
+
+static bool same_set(const uint32_t *a, unsigned na, const uint32_t *b, unsigned nb)
+{
+    if (na != nb)
+        return false;
+    for (unsigned i = 0; i < na; i++) {
+        bool found = false;
+        for (unsigned k = 0; k < nb && !found; k++)
+            found = a[i] == b[k];
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+/* The cluster file was loaded again: leaders whose placement changed (who
+ * leads, the replica set, joint or not) step down. Their outputs not yet
+ * durable get 503; the object's next event (a client's, or a wake from a
+ * replica, cluster.c) leads it under the new membership. */
+void rt_leaders_reconfigured(struct rt_shard *s)
+{
+    const struct rt_config *c = s->config;
+    for (struct rt_leader *l = s->leaders; l != NULL; l = l->next) {
+        if (l->freed || l->deposed)
+            continue;
+        uint32_t reps[REPL_REPLICAS_MAX], old[REPL_REPLICAS_MAX];
+        rt_cluster_replicas(l->id, reps);
+        unsigned nold = rt_cluster_old_replicas(l->id, old);
+        /* A joint leader whose change is done keeps going as it is: both
+         * quorums include the new set's. */
+        if (rt_cluster_route(l->id) == c->host_id && same_set(reps, c->replicas, l->replicas, c->replicas) &&
+            (nold == 0 || same_set(old, nold, l->old, l->nold)))
+            continue;
+        l->deposed = true;
+        l->moved = true;
+        l->deposed_why = REPL_DEPOSED_EPOCH;
+        snprintf(l->why, sizeof(l->why), "the object moves to the cluster's new membership (version %llu); retry",
+                 (unsigned long long)rt_cluster_version());
         after(l);
     }
 }

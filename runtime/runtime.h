@@ -154,6 +154,7 @@ enum rt_msg_type {
     RT_MSG_UPLOADED, /* uploader -> leader's shard: records in object storage */
     RT_MSG_FWD_REPLY, /* peer thread -> front: the leader's reply to a forwarded request */
     RT_MSG_FWD_WS,    /* peer thread -> front: a proxied WebSocket's message or close */
+    RT_MSG_RECONFIG,  /* main -> shard: the cluster file was loaded again (SIGHUP) */
 };
 
 struct rt_msg {
@@ -184,6 +185,9 @@ struct rt_event {
     int ws_kind;   /* message kind, or close code */
     /* An admin request on the object instead of a handler's event. */
     bool admin_restore;
+    /* No handler runs: the object's leader starts, for a membership change
+     * (cluster.c); nothing answers. */
+    bool wake;
     uint64_t restore_lsn; /* or */
     int64_t restore_at_us;
     _Alignas(16) char buf[]; /* everything above points in here */
@@ -317,6 +321,9 @@ void rt_front_on_ws_out(struct rt_shard *s, struct rt_ws_out *o);
 /* On the peer thread: a forwarded request or reply (router/forward.c) from
  * host `from`, borrowed. */
 void rt_front_forwarded(uint32_t from, const uint8_t *payload, size_t len);
+/* Asks host `to` (this one too) to lead an object that has not moved to the
+ * new membership yet (cluster.c). On the peer thread. */
+void rt_fwd_wake(uint32_t to, const char *cls, size_t cls_len, const char *name, size_t name_len);
 void rt_front_on_fwd_reply(struct rt_shard *s, struct rt_fwd_reply *m);
 void rt_front_on_fwd_ws(struct rt_shard *s, struct rt_fwd_ws *m);
 
@@ -443,6 +450,7 @@ struct rt_cluster_stats {
     uint64_t replica_ops, dropped_msgs, checkpoints;
     uint64_t commits; /* records this host's leaders made durable */
     uint64_t leading, replicating; /* objects this host leads, keeps replicas of */
+    uint64_t moving, wakes; /* objects still to move to the new membership; leaders asked to */
 };
 
 bool rt_cluster_enabled(void);
@@ -455,7 +463,25 @@ void rt_cluster_count_commits(uint64_t n);
 /* The object's replica set: `replicas` (config) host ids, in rank order.
  * Who leads it is rt_cluster_route's answer. */
 void rt_cluster_replicas(const uint8_t id[16], uint32_t *replicas);
-/* A new epoch above `seen`, never used by this host before. Thread-safe. */
+/* While the membership changes and the object's replica set with it: the
+ * set under the previous membership (`replicas` ids), for a joint leader;
+ * else 0. */
+unsigned rt_cluster_old_replicas(const uint8_t id[16], uint32_t *old);
+/* A host of the cluster file as loaded now (addresses, zone), or NULL.
+ * Thread-safe: hosts are only added while the process runs. */
+const struct router_host *rt_cluster_host(uint32_t id);
+/* "member", "joining" (a member, not of the previous membership) or "leaving". */
+const char *rt_cluster_role(uint32_t id);
+/* The loaded cluster file's version (0: not a cluster). */
+uint64_t rt_cluster_version(void);
+/* The objects this host holds replicas of that have not moved to the
+ * current membership yet. */
+uint64_t rt_cluster_moving(void);
+/* SIGHUP: loads the cluster file again (see cluster.c). 0, or -1 with why
+ * the new file can not follow the loaded one (the loaded one stays). */
+int rt_cluster_reload(char *err, size_t errlen);
+/* A new epoch above `seen`, never used by this host before; n 0 when this
+ * host may not lead (`seen` is of a newer cluster version). Thread-safe. */
 struct repl_epoch rt_cluster_epoch(struct repl_epoch seen);
 uint64_t rt_cluster_epoch_pack(struct repl_epoch e);
 void rt_cluster_send(const struct repl_msg *m);
@@ -474,6 +500,8 @@ struct rt_leader *rt_cluster_leader_of(const uint8_t id[16], unsigned shard);
 /* leader.c, on the object's shard. */
 void rt_leaders_start(struct rt_shard *s);
 void rt_leaders_stop(struct rt_shard *s);
+/* The cluster file was loaded again: leaders whose placement changed step down. */
+void rt_leaders_reconfigured(struct rt_shard *s);
 /* Starts leading `a` (recovery); its events wait until it serves. Returns 0,
  * or -1 with `why` when this host may not lead the object. */
 int rt_leader_start(struct rt_shard *s, struct rt_actor *a, const uint8_t id[16], const char *cls,

@@ -88,6 +88,10 @@ static void dispatch(struct rt_shard *s, struct rt_msg *m)
     case RT_MSG_FWD_WS:
         rt_front_on_fwd_ws(s, (struct rt_fwd_ws *)m);
         break;
+    case RT_MSG_RECONFIG:
+        free(m);
+        rt_leaders_reconfigured(s);
+        break;
     case RT_MSG_FINISH:
         free(m);
         rt_leaders_stop(s);
@@ -197,7 +201,7 @@ static void shard_main(void *arg)
     uv_run(&s->loop, UV_RUN_DEFAULT);
 }
 
-static uv_signal_t stop_signals[2];
+static uv_signal_t stop_signals[2], hup_signal;
 
 static void post_all(enum rt_msg_type type)
 {
@@ -216,6 +220,24 @@ static void on_signal(uv_signal_t *h, int signum)
     /* With no handle left, the main loop returns and joins the shards. */
     for (int i = 0; i < 2; i++)
         uv_close((uv_handle_t *)&stop_signals[i], NULL);
+    if (uv_is_active((uv_handle_t *)&hup_signal))
+        uv_close((uv_handle_t *)&hup_signal, NULL);
+}
+
+/* SIGHUP on a cluster host: the cluster file again (cluster.c says what may
+ * change); a file that can not follow the loaded one is refused and logged,
+ * and the loaded one stays. */
+static void on_hup(uv_signal_t *h, int signum)
+{
+    (void)h;
+    (void)signum;
+    char err[1024];
+    if (rt_cluster_reload(err, sizeof(err)) != 0) {
+        RT_ERROR("msg=\"cluster file not loaded: the loaded one stays\" file=%s err=\"%s\"",
+                 rt_host.config->cluster_file, err);
+        return;
+    }
+    post_all(RT_MSG_RECONFIG);
 }
 
 int rt_host_run(struct rt_config *c)
@@ -266,6 +288,10 @@ int rt_host_run(struct rt_config *c)
     for (int i = 0; i < 2; i++) {
         uv_signal_init(main_loop, &stop_signals[i]);
         uv_signal_start(&stop_signals[i], on_signal, signums[i]);
+    }
+    if (c->cluster != NULL) {
+        uv_signal_init(main_loop, &hup_signal);
+        uv_signal_start(&hup_signal, on_hup, SIGHUP);
     }
     for (unsigned i = 0; i < c->shards; i++)
         uv_thread_create(&rt_host.shards[i].thread, shard_main, &rt_host.shards[i]);

@@ -544,9 +544,9 @@ static long http_get(const char *url, struct sdk_buf *body, long timeout_s)
 
 struct host_status {
     unsigned id;
-    char addr[96], zone[40], seen[8];
+    char addr[96], zone[40], seen[8], role[12];
     bool reached;
-    unsigned long long leading, replicating, waiting, pending;
+    unsigned long long leading, replicating, waiting, pending, version, moving;
     double lag;
 };
 
@@ -568,6 +568,8 @@ static void read_counts(const char *text, struct host_status *h)
     h->waiting = (v = line_value(text, "awaiting_quorum")) != NULL ? strtoull(v, NULL, 10) : 0;
     h->pending = (v = line_value(text, "upload_pending")) != NULL ? strtoull(v, NULL, 10) : 0;
     h->lag = (v = line_value(text, "upload_lag_seconds")) != NULL ? strtod(v, NULL) : 0;
+    h->version = (v = line_value(text, "version")) != NULL ? strtoull(v, NULL, 10) : 0;
+    h->moving = (v = line_value(text, "moving")) != NULL ? strtoull(v, NULL, 10) : 0;
 }
 
 /* dobj status --server URL: the cluster as that host sees it (the hosts and
@@ -610,7 +612,10 @@ int rt_cmd_status(int argc, char **argv)
     for (const char *p = body.data; *p != '\0' && nhosts < ROUTER_HOSTS_MAX;) {
         struct host_status *h = &hosts[nhosts];
         memset(h, 0, sizeof(*h));
-        if (sscanf(p, "host %u %95s %39s %7s", &h->id, h->addr, h->zone, h->seen) == 4)
+        int got = sscanf(p, "host %u %95s %39s %7s %11s", &h->id, h->addr, h->zone, h->seen, h->role);
+        if (got == 4)
+            snprintf(h->role, sizeof(h->role), "member");
+        if (got >= 4)
             nhosts++;
         const char *nl = strchr(p, '\n');
         p = nl != NULL ? nl + 1 : p + strlen(p);
@@ -623,10 +628,14 @@ int rt_cmd_status(int argc, char **argv)
         sdk_buf_close(&body);
         return 0;
     }
-    printf("cluster as host %u sees it:\n", self_id);
-    printf("%-5s %-22s %-8s %-6s %8s %11s %16s %14s %10s\n", "host", "address", "zone", "link", "leading",
-           "replicating", "awaiting quorum", "upload pending", "upload lag");
+    struct host_status me = {0};
+    read_counts(body.data, &me);
+    printf("cluster as host %u sees it (membership version %llu):\n", self_id, me.version);
+    printf("%-5s %-22s %-8s %-6s %-8s %8s %11s %16s %14s %10s %7s %7s\n", "host", "address", "zone", "link", "role",
+           "leading", "replicating", "awaiting quorum", "upload pending", "upload lag", "version", "moving");
     int down = 0;
+    unsigned long long moving = 0;
+    bool behind = false;
     for (unsigned i = 0; i < nhosts; i++) {
         struct host_status *h = &hosts[i];
         char hurl[256];
@@ -638,14 +647,28 @@ int rt_cmd_status(int argc, char **argv)
         sdk_buf_close(&hb);
         if (!h->reached) {
             down++;
-            printf("%-5u %-22s %-8s %-6s %8s %11s %16s %14s %10s\n", h->id, h->addr, h->zone, h->seen, "-", "-", "-",
-                   "-", "unreachable");
+            printf("%-5u %-22s %-8s %-6s %-8s %8s %11s %16s %14s %10s %7s %7s\n", h->id, h->addr, h->zone, h->seen,
+                   h->role, "-", "-", "-", "-", "unreachable", "-", "-");
             continue;
         }
-        printf("%-5u %-22s %-8s %-6s %8llu %11llu %16llu %14llu %9.1fs\n", h->id, h->addr, h->zone, h->seen,
-               h->leading, h->replicating, h->waiting, h->pending, h->lag);
+        moving += h->moving;
+        behind |= h->version != me.version;
+        printf("%-5u %-22s %-8s %-6s %-8s %8llu %11llu %16llu %14llu %9.1fs %7llu %7llu\n", h->id, h->addr, h->zone,
+               h->seen, h->role, h->leading, h->replicating, h->waiting, h->pending, h->lag, h->version, h->moving);
     }
     printf("%u hosts, %d unreachable from here\n", nhosts, down);
+    bool changing = false;
+    for (unsigned i = 0; i < nhosts; i++)
+        changing |= strcmp(hosts[i].role, "member") != 0;
+    if (behind)
+        printf("membership: hosts have loaded different versions of the cluster file: load it on every host "
+               "(SIGHUP)\n");
+    else if (changing && (down > 0 || moving > 0))
+        printf("membership: changing to version %llu: %llu objects still moving%s\n", me.version, moving,
+               down > 0 ? ", and unreachable hosts may hold more" : "");
+    else if (changing)
+        printf("membership: every object has moved to version %llu: remove the 'previous' and 'leaving' lines "
+               "(and the leaving hosts) from the cluster file and load it again (SIGHUP)\n", me.version);
     sdk_buf_close(&body);
     return 0;
 }

@@ -1,13 +1,15 @@
 /*
  * sim.c: the replication protocol (replicate/quorum.c) under a deterministic
- * simulator. Six hosts' protocol cores run in one process on virtual time
+ * simulator. Nine hosts' protocol cores run in one process on virtual time
  * (1 ms steps) with one seeded PRNG deciding everything: message delays
  * (so reordering), drops, duplicates, partitions, journal fsync delays,
  * crashes that lose whatever was not synced, restarts, leader changes,
- * uploads to a shared "object storage". After every step it checks:
+ * uploads to a shared "object storage", and membership changes (below).
+ * After every step it checks:
  *
  *   1. every acknowledged record is in storage or synced on a quorum of
- *      replicas' disks, with the same bytes (nothing acknowledged is lost);
+ *      the replica set (while joint: of each set) of the leader that
+ *      acknowledged it, with the same bytes (nothing acknowledged is lost);
  *   2. no lsn is ever acknowledged with two different records, and storage
  *      holds only acknowledged records (nothing acknowledged is changed);
  *   3. every replica agrees with the acknowledged records up to the commit
@@ -17,14 +19,29 @@
  *   6. a recovering leader's chosen log holds every acknowledged record;
  * and at the end of a seed, with faults healed, that a leader makes progress.
  *
+ * Membership changes, as the runtime makes them (router.h): hosts 1..8 may
+ * hold the object's replica (host 0 never does); a change replaces 1 to 3
+ * of the 5 members with version v + 1. Each host adopts the new version at
+ * its own random step and, until the transition completes, leads with the
+ * joint configuration (new set, and the previous as old_replicas); a host
+ * still on v leads with the old set alone, and one that has seen an epoch of
+ * a newer version than its own refuses to lead. Once every host has adopted,
+ * is up and the object is settled (every replica of either set that knows
+ * the object heard of a record made durable under v + 1), the operator
+ * completes the transition: each host drops the previous set at its own
+ * random step. Only then may the next change start.
+ *
  *   sim [--seeds N] [--from S] [--seed S] [--steps K] [-v]
  *
  * With -v it narrates a seed (leaders, crashes, cuts); SIM_MSGS=T in the
  * environment adds every message delivered from virtual time T on.
  *
- * A failure prints the seed and the command that replays it. Built twice:
- * `sim`, and `sim-planted` with REPL_SIM_PLANTED_BUG (a leader that counts a
- * record durable one replica short), which the checker must catch.
+ * A failure prints the seed and the command that replays it. Built as
+ * `sim`, as `sim-planted-N` with REPL_SIM_PLANTED_BUG=N in the core (e.g. a
+ * leader that counts a record durable one replica short), and as
+ * `sim-planted-nojoint` with SIM_PLANTED_NO_JOINT here (hosts that adopt a
+ * new membership lead with its set alone, no joint phase); the checker must
+ * catch every planted one.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -34,10 +51,11 @@
 
 #include "replicate.h"
 
-#define NHOSTS 6
-#define NREPL 5
+#define NHOSTS 9 /* host 0 never holds a replica; 1..8 may */
+#define NREPL 5  /* a replica set's size */
 #define QUORUM 3
 #define LSN_MAX 65536
+#define VERSIONS_MAX 64
 
 /* ---- the seeded PRNG (splitmix64) -------------------------------------- */
 
@@ -58,6 +76,7 @@ static bool chance(double p) { return (double)(rnd() >> 11) / (double)(1ull << 5
 
 struct params {
     double drop, dup, crash, restart, partition, split, heal, lead, write, read, upload;
+    double change, adopt; /* a membership change starts; a host loads a new config (SIGHUP) */
     unsigned delay_max, sync_max;
     unsigned window; /* a client's writes in flight per leader: closed loop */
 };
@@ -81,6 +100,8 @@ struct host {
     uint64_t epoch_used; /* persisted before a leader uses it */
     struct repl_epoch seen;
     uint64_t mem_last; /* its live log's end, as its journal writes say */
+    uint64_t version;  /* its config's membership version */
+    bool joint;        /* its config still names the previous members */
     bool up_blocked[NHOSTS]; /* partition: links cut */
 };
 
@@ -95,6 +116,7 @@ struct inst {
     uint64_t id;
     struct repl_leader *l;
     bool deposed, barrier_due;
+    uint32_t sets[2]; /* host bit masks: its replica set, and the old one while joint (0: none) */
     uint64_t acked_to, durable, confirmed;
     struct read reads[32];
     unsigned nreads;
@@ -115,6 +137,7 @@ static struct {
     size_t nnet, netcap;
     struct repl_rec *acked[LSN_MAX + 1];
     struct repl_epoch acked_in[LSN_MAX + 1]; /* the epoch that first acknowledged it */
+    uint32_t acked_sets[LSN_MAX + 1][2];     /* and that leader's replica set(s), inst.sets */
     uint64_t max_acked;
     struct repl_rec *store[LSN_MAX + 1];
     uint64_t store_end;
@@ -126,6 +149,12 @@ static struct {
     size_t nuploads;
     struct inst *dead[1024];
     size_t ndead;
+    /* The membership, as the operator sees it: sets[v] is the object's
+     * replica set under version v; `version` the newest. */
+    uint32_t sets[VERSIONS_MAX + 1][NREPL];
+    uint64_t version;
+    enum { MEMB_STABLE, MEMB_ADOPTING, MEMB_COMPLETING } phase;
+    unsigned changes_started, changes_completed;
 } W;
 
 static bool failed;
@@ -134,6 +163,9 @@ static bool failed;
 static struct {
     uint64_t reads, acked, recoveries, deposed_epoch, deposed_timeout, crashes, lost_writes, dropped, duplicated;
     uint64_t replica_uploads, resets, truncations;
+    uint64_t changes_started, changes_completed, joint_leaders, stale_refusals;
+    uint64_t steps_changing, crashes_changing, cuts_changing; /* while a transition was under way */
+    uint64_t seeds_changed, seeds_completed; /* seeds with at least one change started, completed */
 } stats;
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -164,8 +196,32 @@ static void vlog(const char *fmt, ...)
     printf("\n");
 }
 
-static bool is_replica(uint32_t h) { return h >= 1 && h <= NREPL; }
-static const uint32_t replica_ids[NREPL] = {1, 2, 3, 4, 5};
+/* An epoch as version:counter.host in messages. */
+#define EPOCH_FMT "%" PRIu64 ":%" PRIu64 ".%u"
+#define EPOCH_ARGS(e) repl_epoch_version(e), (e).n & (((uint64_t)1 << REPL_EPOCH_VERSION_SHIFT) - 1), (e).host
+
+static bool is_replica(uint32_t h) { return h >= 1 && h < NHOSTS; }
+
+static uint32_t set_mask(const uint32_t *ids, unsigned n)
+{
+    uint32_t m = 0;
+    for (unsigned i = 0; i < n; i++)
+        m |= 1u << ids[i];
+    return m;
+}
+
+/* "{1,2,5}" into buf (32 bytes: NHOSTS ids at most). */
+static const char *mask_str(uint32_t m, char *buf)
+{
+    size_t n = 0;
+    buf[n++] = '{';
+    for (unsigned i = 0; i < NHOSTS; i++)
+        if (m & (1u << i))
+            n += (size_t)snprintf(buf + n, 32 - n, n > 1 ? ",%u" : "%u", i);
+    snprintf(buf + n, 32 - n, "}");
+    return buf;
+}
+
 static const uint8_t object_id[16] = "sim-object-0001";
 
 static bool same(const struct repl_rec *a, const struct repl_rec *b)
@@ -320,7 +376,7 @@ static void epoch_note(struct repl_epoch e, struct inst *in)
     for (size_t i = 0; i < W.nepochs; i++)
         if (repl_epoch_cmp(W.epochs[i].e, e) == 0) {
             if (W.epochs[i].inst != in->id)
-                fail("epoch %" PRIu64 ".%u acknowledged by two leaders", e.n, e.host);
+                fail("epoch " EPOCH_FMT " acknowledged by two leaders", EPOCH_ARGS(e));
             return;
         }
     if (W.nepochs < sizeof(W.epochs) / sizeof(W.epochs[0])) {
@@ -416,6 +472,8 @@ static void on_durable(void *arg, uint64_t lsn)
         }
         W.acked[x] = repl_rec_ref(r);
         W.acked_in[x] = li.epoch;
+        W.acked_sets[x][0] = in->sets[0];
+        W.acked_sets[x][1] = in->sets[1];
         stats.acked++;
         if (x > W.max_acked)
             W.max_acked = x;
@@ -431,8 +489,8 @@ static void on_durable(void *arg, uint64_t lsn)
 static void on_deposed(void *arg, enum repl_depose_reason why, struct repl_epoch higher)
 {
     struct inst *in = arg;
-    vlog("host %u leader deposed (%s) by %" PRIu64 ".%u", in->h->id, why == REPL_DEPOSED_EPOCH ? "epoch" : "timeout",
-         higher.n, higher.host);
+    vlog("host %u leader deposed (%s) by " EPOCH_FMT, in->h->id, why == REPL_DEPOSED_EPOCH ? "epoch" : "timeout",
+         EPOCH_ARGS(higher));
     in->deposed = true;
     if (why == REPL_DEPOSED_EPOCH)
         stats.deposed_epoch++;
@@ -461,6 +519,8 @@ static void leader_drop(struct host *h)
     h->lead = NULL;
 }
 
+/* Leads with the host's config: its version's replica set, and while the
+ * transition is not complete there, the previous version's as the old set. */
 static void leader_start(struct host *h)
 {
     leader_drop(h);
@@ -471,19 +531,41 @@ static void leader_start(struct host *h)
         if (repl_epoch_cmp(ri.promised, seen) > 0)
             seen = ri.promised;
     }
-    uint64_t n = (seen.n > h->epoch_used ? seen.n : h->epoch_used) + 1;
+    if (repl_epoch_version(seen) > h->version) {
+        vlog("host %u does not lead: it has seen epoch " EPOCH_FMT ", its config is of version %" PRIu64, h->id,
+             EPOCH_ARGS(seen), h->version);
+        stats.stale_refusals++;
+        return;
+    }
+    uint64_t n = seen.n > h->epoch_used ? seen.n : h->epoch_used;
+    if (n < h->version << REPL_EPOCH_VERSION_SHIFT)
+        n = h->version << REPL_EPOCH_VERSION_SHIFT;
+    n++;
     h->epoch_used = n; /* durable before use, as the glue must */
     struct inst *in = calloc(1, sizeof(*in));
     in->h = h;
     in->id = ++W.next_inst;
-    struct repl_leader_config c = {.host = h->id, .replicas = replica_ids, .nreplicas = NREPL, .quorum = QUORUM,
-                                   .resend_ms = 40, .heartbeat_ms = 10, .commit_timeout_ms = 400,
+    struct repl_leader_config c = {.host = h->id, .replicas = W.sets[h->version], .nreplicas = NREPL,
+                                   .quorum = QUORUM, .resend_ms = 40, .heartbeat_ms = 10, .commit_timeout_ms = 400,
                                    .batch_recs_max = 8, .batch_bytes_max = 2048, .window_recs = 64,
                                    .io = &leader_io, .arg = in};
+    if (h->joint) {
+        c.old_replicas = W.sets[h->version - 1];
+        c.nold = NREPL;
+    }
+#ifdef SIM_PLANTED_NO_JOINT
+    c.nold = 0; /* the checker must catch leading with the new set alone */
+#endif
     memcpy(c.object, object_id, sizeof(c.object));
+    in->sets[0] = set_mask(c.replicas, c.nreplicas);
+    in->sets[1] = set_mask(c.old_replicas, c.nold);
+    stats.joint_leaders += c.nold > 0;
     h->lead = in;
-    vlog("host %u starts leading in epoch %" PRIu64 ".%u", h->id, n, h->id);
-    in->l = repl_leader_create(&c, (struct repl_epoch){n, h->id}, W.now);
+    struct repl_epoch e = {n, h->id};
+    char a[32], b[32];
+    vlog("host %u starts leading in epoch " EPOCH_FMT " with %s%s%s", h->id, EPOCH_ARGS(e),
+         mask_str(in->sets[0], a), c.nold > 0 ? " and old " : "", c.nold > 0 ? mask_str(in->sets[1], b) : "");
+    in->l = repl_leader_create(&c, e, W.now);
     if (in->l == NULL)
         fail("leader refused a valid config");
 }
@@ -507,6 +589,7 @@ static void host_crash(struct host *h)
 {
     vlog("host %u crashes (%zu journal writes unsynced)", h->id, h->nops - h->nsynced);
     stats.crashes++;
+    stats.crashes_changing += W.phase != MEMB_STABLE;
     stats.lost_writes += h->nops - h->nsynced;
     leader_drop(h);
     repl_replica_destroy(h->rep);
@@ -546,10 +629,10 @@ static int net_cmp(const void *a, const void *b)
 static void deliver(struct netmsg *x)
 {
     if (W.verbose && getenv("SIM_MSGS") != NULL && W.now >= strtoull(getenv("SIM_MSGS"), NULL, 10))
-        vlog("msg %u->%u type %u ok %d epoch %" PRIu64 ".%u lsn %" PRIu64 " o %" PRIu64 ".%u base %" PRIu64
+        vlog("msg %u->%u type %u ok %d epoch " EPOCH_FMT " lsn %" PRIu64 " o " EPOCH_FMT " base %" PRIu64
              " commit %" PRIu64 " n %u",
-             x->m.from, x->m.to, x->m.type, x->m.ok, x->m.epoch.n, x->m.epoch.host, x->m.lsn, x->m.origin.n,
-             x->m.origin.host, x->m.base_lsn, x->m.commit_lsn, x->m.nrecs);
+             x->m.from, x->m.to, x->m.type, x->m.ok, EPOCH_ARGS(x->m.epoch), x->m.lsn, EPOCH_ARGS(x->m.origin),
+             x->m.base_lsn, x->m.commit_lsn, x->m.nrecs);
     struct host *to = &W.hosts[x->m.to];
     struct host *from = &W.hosts[x->m.from];
     if (!to->up || to->up_blocked[from->id] || from->up_blocked[to->id])
@@ -640,6 +723,7 @@ static void step_faults(void)
         unsigned a = (unsigned)rnd_below(NHOSTS), b = (unsigned)rnd_below(NHOSTS);
         if (a != b) {
             W.hosts[a].up_blocked[b] = true;
+            stats.cuts_changing += W.phase != MEMB_STABLE;
             vlog("link %u -> %u cut", a, b);
         }
     }
@@ -654,6 +738,7 @@ static void step_faults(void)
             for (unsigned b = 0; b < NHOSTS; b++)
                 if (side[a] != side[b])
                     W.hosts[a].up_blocked[b] = true;
+        stats.cuts_changing += W.phase != MEMB_STABLE;
         vlog("cluster split");
         /* Someone on the other side of the old leader may take over. */
         struct host *h = &W.hosts[rnd_below(NHOSTS)];
@@ -667,6 +752,117 @@ static void step_faults(void)
         struct host *h = &W.hosts[rnd_below(NHOSTS)];
         if (h->up)
             leader_start(h);
+    }
+}
+
+/* ---- membership changes (the operator and each host's SIGHUP) ---------- */
+
+static bool in_set(const uint32_t *set, uint32_t id)
+{
+    for (unsigned i = 0; i < NREPL; i++)
+        if (set[i] == id)
+            return true;
+    return false;
+}
+
+/* Version v + 1: 1 or 2 (sometimes 3) members replaced by hosts outside. */
+static void change_start(void)
+{
+    const uint32_t *cur = W.sets[W.version];
+    uint32_t *next = W.sets[W.version + 1];
+    uint32_t out[NHOSTS];
+    unsigned nout = 0;
+    for (uint32_t id = 1; id < NHOSTS; id++)
+        if (!in_set(cur, id))
+            out[nout++] = id;
+    unsigned k = chance(0.15) ? 3 : 1 + (unsigned)rnd_below(2);
+    if (k > nout)
+        k = nout;
+    memcpy(next, cur, NREPL * sizeof(*next));
+    bool replaced[NREPL] = {0};
+    for (unsigned j = 0; j < k; j++) {
+        unsigned at;
+        do
+            at = (unsigned)rnd_below(NREPL);
+        while (replaced[at]);
+        unsigned o = (unsigned)rnd_below(nout);
+        replaced[at] = true;
+        next[at] = out[o];
+        out[o] = out[--nout];
+    }
+    W.version++;
+    W.phase = MEMB_ADOPTING;
+    W.changes_started++;
+    stats.changes_started++;
+    char a[32], b[32];
+    vlog("membership change to version %" PRIu64 ": %s -> %s", W.version, mask_str(set_mask(cur, NREPL), a),
+         mask_str(set_mask(next, NREPL), b));
+}
+
+static void host_adopt(struct host *h)
+{
+    h->version = W.version;
+    h->joint = true;
+    vlog("host %u adopts version %" PRIu64 " (joint)", h->id, h->version);
+}
+
+/* Every replica of either set that knows the object (a promise or records)
+ * heard of a record made durable under `v` (it was by a joint leader, which
+ * also fenced every leader of an older version). Only replicas of these two
+ * sets are asked: one removed by an earlier change hears from no leader. */
+static bool settled(uint64_t v)
+{
+    for (uint32_t id = 1; id < NHOSTS; id++) {
+        if (!in_set(W.sets[v], id) && !in_set(W.sets[v - 1], id))
+            continue;
+        struct host *h = &W.hosts[id];
+        if (!h->up)
+            return false;
+        struct repl_replica_info ri;
+        repl_replica_get_info(h->rep, &ri);
+        bool knows = ri.promised.n != 0 || ri.last > 0;
+        if (knows && repl_epoch_version(ri.commit_origin) < v)
+            return false;
+    }
+    return true;
+}
+
+static void step_membership(void)
+{
+    bool all = true;
+    stats.steps_changing += W.phase != MEMB_STABLE;
+    switch (W.phase) {
+    case MEMB_STABLE:
+        if (!W.healing && W.version < VERSIONS_MAX && chance(W.p.change))
+            change_start();
+        return;
+    case MEMB_ADOPTING:
+        for (unsigned i = 0; i < NHOSTS; i++) {
+            struct host *h = &W.hosts[i];
+            if (h->version < W.version && chance(W.p.adopt))
+                host_adopt(h);
+            all = all && h->version == W.version && h->up;
+        }
+        if (all && settled(W.version)) {
+            W.phase = MEMB_COMPLETING;
+            vlog("version %" PRIu64 " settled: the transition completes", W.version);
+        }
+        return;
+    case MEMB_COMPLETING:
+        for (unsigned i = 0; i < NHOSTS; i++) {
+            struct host *h = &W.hosts[i];
+            if (h->joint && chance(W.p.adopt)) {
+                h->joint = false;
+                vlog("host %u drops the previous members of version %" PRIu64, h->id, h->version);
+            }
+            all = all && !h->joint;
+        }
+        if (all) {
+            W.phase = MEMB_STABLE;
+            W.changes_completed++;
+            stats.changes_completed++;
+        }
+        return;
     }
 }
 
@@ -725,22 +921,31 @@ static void step_leaders(void)
 
 static void check(void)
 {
-    /* 1: acknowledged and not in storage: synced on a quorum */
+    /* 1: acknowledged and not in storage: synced on a quorum of each
+     * replica set of the leader that acknowledged it */
     for (uint64_t lsn = W.store_end + 1; lsn <= W.max_acked && !failed; lsn++) {
         if (W.acked[lsn] == NULL) {
             fail("acknowledged records have a gap at lsn %" PRIu64, lsn);
             break;
         }
-        unsigned holders = 0;
-        for (unsigned i = 1; i <= NREPL; i++) {
+        uint32_t holders = 0;
+        for (unsigned i = 1; i < NHOSTS; i++) {
             struct repl_rec *r = repl_replica_record(W.hosts[i].disk, lsn);
-            holders += r != NULL && same(r, W.acked[lsn]);
+            if (r != NULL && same(r, W.acked[lsn]))
+                holders |= 1u << i;
         }
-        if (holders < QUORUM)
-            fail("acknowledged lsn %" PRIu64 " is synced on %u replicas and not in storage", lsn, holders);
+        for (unsigned k = 0; k < 2 && !failed; k++) {
+            uint32_t set = W.acked_sets[lsn][k];
+            unsigned n = (unsigned)__builtin_popcount(holders & set);
+            char a[32], b[32];
+            if (set != 0 && n < QUORUM)
+                fail("acknowledged lsn %" PRIu64 " is synced on %u replicas of the %s set of its leader (%s; held"
+                     " by %s) and not in storage", lsn, n, k == 0 ? "replica" : "old", mask_str(set, a),
+                     mask_str(holders, b));
+        }
     }
     /* 3: replicas agree with the acknowledged records up to their commit */
-    for (unsigned i = 1; i <= NREPL && !failed; i++) {
+    for (unsigned i = 1; i < NHOSTS && !failed; i++) {
         struct host *h = &W.hosts[i];
         if (h->rep == NULL)
             continue;
@@ -786,10 +991,20 @@ static void world_init(uint64_t seed)
     p->read = 0.5 / (double)(1u << rnd_below(6));
     p->window = 1 + (unsigned)rnd_below(16);
     p->upload = (double)rnd_below(50) / 1000;
+    /* a change every few hundred to few thousand steps; hosts load it within
+     * tens to hundreds */
+    p->change = 1.0 / (double)(200 + rnd_below(1500));
+    p->adopt = 1.0 / (double)(5 + rnd_below(200));
+    W.version = 1;
+    W.phase = MEMB_STABLE;
+    W.changes_started = W.changes_completed = 0;
+    for (uint32_t i = 0; i < NREPL; i++)
+        W.sets[1][i] = 1 + i;
     for (unsigned i = 0; i < NHOSTS; i++) {
         struct host *h = &W.hosts[i];
         h->id = i;
         h->up = true;
+        h->version = 1;
         if (is_replica(i)) {
             h->rep = replica_new(h);
             h->disk = replica_new(h);
@@ -840,11 +1055,14 @@ static void heal(void)
     W.p.read = 0.1;
     W.p.window = 16;
     W.p.upload = 0.01;
+    W.p.adopt = 0.01; /* a transition under way completes; no new one starts */
     for (unsigned i = 0; i < NHOSTS; i++) {
         struct host *h = &W.hosts[i];
         memset(h->up_blocked, 0, sizeof(h->up_blocked));
         if (!h->up)
             host_restart(h);
+        if (h->version < W.version)
+            host_adopt(h); /* the healing leader's config is not stale */
     }
     for (unsigned i = 0; i < NHOSTS; i++)
         leader_drop(&W.hosts[i]);
@@ -866,6 +1084,7 @@ static void one_step(void)
     }
     step_uploads();
     step_leaders();
+    step_membership();
     if (!W.healing)
         step_faults();
     step_takeover();
@@ -883,8 +1102,11 @@ static bool run_seed(uint64_t seed, uint64_t steps)
     }
     if (!failed && W.acked_in_heal == 0)
         fail("no record acknowledged in the %" PRIu64 " steps after healing (liveness)", heal_steps);
+    stats.seeds_changed += W.changes_started > 0;
+    stats.seeds_completed += W.changes_completed > 0;
     if (W.verbose)
-        printf("seed %" PRIu64 ": acked %" PRIu64 ", stored %" PRIu64 "\n", seed, W.max_acked, W.store_end);
+        printf("seed %" PRIu64 ": acked %" PRIu64 ", stored %" PRIu64 ", membership changes %u started, %u"
+               " completed\n", seed, W.max_acked, W.store_end, W.changes_started, W.changes_completed);
     world_free();
     return !failed;
 }
@@ -924,5 +1146,11 @@ int main(int argc, char **argv)
            stats.reads, stats.acked, stats.recoveries, stats.deposed_epoch, stats.deposed_timeout, stats.crashes,
            stats.lost_writes, stats.dropped, stats.duplicated, stats.replica_uploads, stats.resets,
            stats.truncations);
+    printf("sim: %" PRIu64 " membership changes started and %" PRIu64 " completed (seeds with one started: %" PRIu64
+           ", completed: %" PRIu64 "), %" PRIu64 " leaders joint, %" PRIu64 " refused to lead on a stale config;"
+           " while changing (%" PRIu64 "%% of steps): %" PRIu64 " crashes, %" PRIu64 " links cut or splits\n",
+           stats.changes_started, stats.changes_completed, stats.seeds_changed, stats.seeds_completed,
+           stats.joint_leaders, stats.stale_refusals, stats.steps_changing * 100 / (seeds * steps),
+           stats.crashes_changing, stats.cuts_changing);
     return 0;
 }

@@ -8,11 +8,13 @@ ranking taken round by round, each round one more host per zone; the leader
 is the first live host of rank 0 and the replica set.
 """
 import hashlib
+import signal
 import struct
 import subprocess
 import time
 from pathlib import Path
 
+import requests
 import xxhash
 
 from dobjtest import ALL_CLASSES, Server, free_port
@@ -44,20 +46,55 @@ class Cluster:
         if netns is not None:
             self.ip = {i: netns.ip(i) for i in self.ids}
         self.zones = zones or {}
-        lines = [f"seed {seed}", f"secret {secret}"] + [
-            f"host {i} {self.ip[i]}:{self.client_ports[i]} {self.ip[i]}:{self.peer_ports[i]} {self.zones.get(i, '')}"
-            .rstrip() for i in self.ids]
-        self.file.write_text("\n".join(lines) + "\n")
+        self.secret, self.extra_args = secret, list(extra_args)
+        self.members = list(self.ids)  # placement ranks these (the cluster file's members)
+        self.write_file()
         self.servers = {}
         for i in self.ids:
-            args = ["--cluster", self.file, "--host-id", i, "--data", self.dir / f"h{i}", "--shards", 2,
-                    "--replicas", replicas, "--quorum", quorum, "--peer-heartbeat-ms", 50,
-                    "--peer-dead-ms", 600, "--commit-timeout-ms", 2000, "--store", f"file://{self.store}"]
-            for c in ALL_CLASSES:
-                args += ["--class", c]
-            self.servers[i] = Server(self.dir / f"w{i}", data_dir=self.dir / f"h{i}", use_flags=False,
-                                     port=self.client_ports[i], extra_args=list(args) + list(extra_args),
-                                     host=self.ip[i], wrap=netns.wrap(i) if netns is not None else ())
+            self._server(i)
+
+    def _server(self, i):
+        args = ["--cluster", self.file, "--host-id", i, "--data", self.dir / f"h{i}", "--shards", 2,
+                "--replicas", self.replicas, "--quorum", self.quorum, "--peer-heartbeat-ms", 50,
+                "--peer-dead-ms", 600, "--commit-timeout-ms", 2000, "--store", f"file://{self.store}"]
+        for c in ALL_CLASSES:
+            args += ["--class", c]
+        self.servers[i] = Server(self.dir / f"w{i}", data_dir=self.dir / f"h{i}", use_flags=False,
+                                 port=self.client_ports[i], extra_args=list(args) + self.extra_args,
+                                 host=self.ip[i], wrap=self.netns.wrap(i) if self.netns is not None else ())
+
+    def write_file(self, version=None, previous=None, leaving=()):
+        """The cluster file: a host line for every id in self.ids; `version`,
+        `previous` and `leaving` lines when given."""
+        lines = [f"seed {self.seed}", f"secret {self.secret}"]
+        if version is not None:
+            lines.append(f"version {version}")
+        if previous:
+            lines.append("previous " + " ".join(map(str, previous)))
+        if leaving:
+            lines.append("leaving " + " ".join(map(str, leaving)))
+        lines += [f"host {i} {self.ip[i]}:{self.client_ports[i]} {self.ip[i]}:{self.peer_ports[i]} "
+                  f"{self.zones.get(i, '')}".rstrip() for i in self.ids]
+        self.file.write_text("\n".join(lines) + "\n")
+
+    def add_host(self, i):
+        """A new host id, listed in the next write_file (not started)."""
+        self.ids.append(i)
+        self.client_ports[i], self.peer_ports[i] = free_port(), free_port()
+        self.ip[i] = self.ip[self.ids[0]] if self.netns is None else self.netns.ip(i)
+        self._server(i)
+        return self.servers[i]
+
+    def hup(self, ids=None):
+        """SIGHUP: the hosts load the cluster file again."""
+        for i in ids or self.ids:
+            if self.servers[i].alive():
+                self.servers[i].proc.send_signal(signal.SIGHUP)
+
+    def status(self, i):
+        """GET /_status of host i as {key: value} (host lines left out)."""
+        text = requests.get(self.servers[i].url("/_status"), timeout=10).text
+        return {k: v for k, _, v in (line.partition(" ") for line in text.splitlines()) if k != "host"}
 
     def start(self, ids=None, connected=True):
         """Starts hosts; with `connected`, waits until every running host has
@@ -83,15 +120,15 @@ class Cluster:
 
     def rank(self, cls, name):
         oid = object_id(cls, name)
-        w = {i: xxhash.xxh3_64_intdigest(oid + struct.pack("<I", i), seed=self.seed) for i in self.ids}
-        return sorted(self.ids, key=lambda i: (-w[i], i))
+        w = {i: xxhash.xxh3_64_intdigest(oid + struct.pack("<I", i), seed=self.seed) for i in self.members}
+        return sorted(self.members, key=lambda i: (-w[i], i))
 
     def leader(self, cls, name):
         return self.rank(cls, name)[0]
 
     def replica_set(self, cls, name):
         r = self.rank(cls, name)
-        pool = r[1:] if self.n > self.replicas else r
+        pool = r[1:] if len(self.members) > self.replicas else r
         out, rnd = [], 0
         while len(out) < self.replicas and len(out) < len(pool):
             for h in pool:

@@ -75,7 +75,7 @@ def test_bad_quorums_and_cluster_files_are_refused(tmp_path):
     assert "not in the cluster file" in refused("--cluster", c.file, "--host-id", 9, *store)
     small = tmp_path / "small.conf"
     small.write_text("secret long-enough-secret\nhost 1 127.0.0.1:1 127.0.0.1:2\nhost 2 127.0.0.1:3 127.0.0.1:4\n")
-    assert "5 replicas need at least 5 hosts" in refused("--cluster", small, "--host-id", 1, *store)
+    assert "5 replicas need at least 5 members" in refused("--cluster", small, "--host-id", 1, *store)
     nosecret = tmp_path / "nosecret.conf"
     nosecret.write_text("".join(f"host {i} 127.0.0.1:{i * 2 + 1000} 127.0.0.1:{i * 2 + 1001}\n"
                                 for i in range(1, 7)))

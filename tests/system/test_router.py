@@ -256,11 +256,12 @@ def test_dobj_status_shows_hosts_links_and_what_each_leads(cluster):
     print(out.stdout)
     assert f"cluster as host {rank[0]} sees it" in out.stdout
     assert sorted(rows) == cluster.ids
-    assert rows[rank[0]][3] == "self" and rows[victim][3] == "down" and rows[victim][-1] == "unreachable"
+    assert rows[rank[0]][3] == "self" and rows[victim][3] == "down" and rows[victim][-3] == "unreachable"
     up = [h for h in cluster.ids if h != victim]
-    assert all(rows[h][3] in ("up", "self") for h in up)
-    assert int(rows[rank[0]][4]) == 1 and sum(int(rows[h][4]) for h in up) == 1, "one host leads the object"
-    assert sum(int(rows[h][5]) for h in up) == 4, "its four live replicas keep it"
+    assert all(rows[h][3] in ("up", "self") and rows[h][4] == "member" for h in up)
+    assert int(rows[rank[0]][5]) == 1 and sum(int(rows[h][5]) for h in up) == 1, "one host leads the object"
+    assert sum(int(rows[h][6]) for h in up) == 4, "its four live replicas keep it"
+    assert all(rows[h][-2:] == ["1", "0"] for h in up), "version 1, nothing moving"
     assert "1 unreachable from here" in out.stdout
     bad = subprocess.run([str(DOBJ), "status"], capture_output=True, text=True, timeout=30)
     assert bad.returncode == 2 and "usage: dobj status --server" in bad.stderr

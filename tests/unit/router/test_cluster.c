@@ -44,6 +44,33 @@ Test(router, cluster_file)
     cr_assert_null(router_host_find(&c, 9));
 }
 
+Test(router, memberships_of_a_change)
+{
+    struct router_cluster c, cur, prev;
+    char err[256];
+    const char *p = write_file("version 3\nprevious 1 2 3\nleaving 3\n"
+                               "host 1 127.0.0.1:1 127.0.0.1:2\nhost 2 127.0.0.1:3 127.0.0.1:4\n"
+                               "host 3 127.0.0.1:5 127.0.0.1:6\nhost 4 127.0.0.1:7 127.0.0.1:8\n");
+    cr_assert_eq(router_cluster_load(&c, p, err, sizeof(err)), 0, "%s", err);
+    unlink(p);
+    cr_assert_eq(c.version, 3);
+    router_cluster_members(&c, false, &cur);
+    router_cluster_members(&c, true, &prev);
+    cr_assert_eq(cur.nhosts, 3);
+    cr_assert_not_null(router_host_find(&cur, 4));
+    cr_assert_null(router_host_find(&cur, 3));
+    cr_assert_eq(prev.nhosts, 3);
+    cr_assert_not_null(router_host_find(&prev, 3));
+    cr_assert_null(router_host_find(&prev, 4));
+    cr_assert(router_cluster_leaving(&c, 3));
+    cr_assert_not(router_cluster_leaving(&c, 4));
+    /* Without a change, both memberships are every host, version 1. */
+    six(&c);
+    cr_assert_eq(c.version, 1);
+    router_cluster_members(&c, true, &prev);
+    cr_assert_eq(prev.nhosts, 6);
+}
+
 Test(router, bad_files_are_named_by_line)
 {
     static const char *const bad[][2] = {
@@ -53,6 +80,15 @@ Test(router, bad_files_are_named_by_line)
         {"host 1 127.0.0.1:1 127.0.0.1:99999\n", "peer address"},
         {"hosts 1 2 3\n", "unknown line 'hosts'"},
         {"# nothing\n", "lists no hosts"},
+        {"version 0\nhost 1 127.0.0.1:1 127.0.0.1:2\n", "version '0' is not a number in 1..4095"},
+        {"version 4096\nhost 1 127.0.0.1:1 127.0.0.1:2\n", "version '4096'"},
+        {"previous 1 2\nhost 1 127.0.0.1:1 127.0.0.1:2\n", "'previous' names host 2, which has no host line"},
+        {"previous 1 1\nhost 1 127.0.0.1:1 127.0.0.1:2\n", "line 1: host id 1 appears twice"},
+        {"previous\nhost 1 127.0.0.1:1 127.0.0.1:2\n", "a previous line is: previous ID"},
+        {"previous 1\nprevious 1\nhost 1 127.0.0.1:1 127.0.0.1:2\n", "line 2: a second 'previous' line"},
+        {"leaving 1\nhost 1 127.0.0.1:1 127.0.0.1:2\nhost 2 127.0.0.1:3 127.0.0.1:4\n",
+         "host 1 is leaving but is not in 'previous'"},
+        {"previous 1\nleaving 1\nhost 1 127.0.0.1:1 127.0.0.1:2\n", "every host is leaving"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct router_cluster c;

@@ -141,3 +141,24 @@ Test(forward, websocket_traffic_keeps_both_socket_ids)
     cr_assert_eq(got.status, 1012);
     free(buf);
 }
+
+Test(forward, a_wake_names_an_object_and_nothing_else)
+{
+    struct router_fwd w = {.kind = ROUTER_FWD_WAKE, .cls = S("counter"), .name = S("room-1")};
+    size_t len;
+    uint8_t *buf = encode(&w, &len);
+    struct router_fwd got;
+    cr_assert_eq(router_fwd_decode(&got, buf, len), 0);
+    cr_assert_eq(got.kind, ROUTER_FWD_WAKE);
+    cr_assert_eq(got.name.len, 6);
+    cr_assert_eq(memcmp(got.cls.p, "counter", 7), 0);
+    free(buf);
+    struct router_fwd bad[] = {{.kind = ROUTER_FWD_WAKE, .name = S("n")},
+                               {.kind = ROUTER_FWD_WAKE, .cls = S("c"), .method = S("GET")},
+                               {.kind = ROUTER_FWD_WAKE, .cls = S("c"), .body = S("x")}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        buf = encode(&bad[i], &len);
+        cr_assert_neq(router_fwd_decode(&got, buf, len), 0, "wake %zu accepted", i);
+        free(buf);
+    }
+}
