@@ -231,6 +231,7 @@ bench: deps all
 	DOBJ_BUILD=$(BUILD) $(PY) tests/bench/store.py
 	DOBJ_BUILD=$(BUILD) $(PY) tests/bench/cluster.py
 	DOBJ_BUILD=$(BUILD) $(PY) tests/bench/router.py
+	DOBJ_BUILD=$(BUILD) $(PY) tests/bench/membership.py
 
 # ---- install ------------------------------------------------------------
 

@@ -320,7 +320,8 @@ static bool on_hello(struct conn *c, const uint8_t *pl, uint32_t len)
     if (len != 4 + REPL_AUTH_NONCE_BYTES)
         return false;
     uint32_t id = wal_get_u32(pl);
-    if (id == p->cfg.self || remote_of(p, id) == NULL) {
+    struct remote *r = remote_of(p, id);
+    if (id == p->cfg.self || r == NULL || atomic_load(&r->retired)) {
         atomic_fetch_add(&p->auth_failures, 1);
         repl_logf(1, "peer: a connection claims host id %u, which is not in the cluster", id);
         return false;
@@ -801,13 +802,18 @@ static void set_hosts(void *arg)
     unsigned n = atomic_load(&p->nremotes);
     for (unsigned i = 0; i < n; i++) {
         struct remote *r = &p->remotes[i];
-        bool listed = false;
-        for (unsigned k = 0; k < hl->n && !listed; k++)
-            listed = hl->hosts[k].id == r->addr.id;
-        if (listed && atomic_load(&r->retired))
+        const struct repl_peer_addr *listed = NULL;
+        for (unsigned k = 0; k < hl->n && listed == NULL; k++)
+            if (hl->hosts[k].id == r->addr.id)
+                listed = &hl->hosts[k];
+        if (listed != NULL && atomic_load(&r->retired)) {
+            /* Back (maybe elsewhere): its connection closed when it left. */
+            memcpy(r->addr.host, listed->host, sizeof(r->addr.host));
+            r->addr.port = listed->port;
             r->redial_ms = 0;
-        atomic_store(&r->retired, !listed);
-        if (!listed)
+        }
+        atomic_store(&r->retired, listed == NULL);
+        if (listed == NULL)
             drop_app_frames(p, r, true);
     }
     for (unsigned k = 0; k < hl->n; k++) {

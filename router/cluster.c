@@ -122,11 +122,6 @@ static bool ids_have(const uint32_t *ids, unsigned n, uint32_t id)
     return false;
 }
 
-bool router_cluster_leaving(const struct router_cluster *c, uint32_t id)
-{
-    return ids_have(c->leaving, c->nleaving, id);
-}
-
 /* The whole file: previous and leaving name listed hosts. */
 static int check_members(const struct router_cluster *c, char *why, size_t whylen)
 {
@@ -186,6 +181,15 @@ static int parse_line(struct router_cluster *c, char *line, char *why, size_t wh
         return 0;
     if (strcmp(tok[0], "host") == 0)
         return line_host(c, tok, ntok, why, whylen);
+    bool one_value = strcmp(tok[0], "seed") == 0 || strcmp(tok[0], "secret") == 0 || strcmp(tok[0], "version") == 0;
+    if (one_value && ntok != 2) {
+        snprintf(why, whylen, "a %s line is: %s %s", tok[0], tok[0], strcmp(tok[0], "secret") == 0 ? "SECRET" : "N");
+        return -1;
+    }
+    if (strcmp(tok[0], "version") == 0 && c->version != 0) {
+        snprintf(why, whylen, "a second 'version' line");
+        return -1;
+    }
     if (strcmp(tok[0], "seed") == 0 && ntok == 2) {
         char *end;
         errno = 0;

@@ -67,7 +67,6 @@ struct router_cluster {
  * (placement ranks the members only): its members, and the previous
  * members (a copy of the members when there is no `previous`). */
 void router_cluster_members(const struct router_cluster *c, bool previous, struct router_cluster *out);
-bool router_cluster_leaving(const struct router_cluster *c, uint32_t id);
 
 /* Reads a cluster file. On error, -1 with err naming the file, line and
  * what is wrong. */

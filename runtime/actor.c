@@ -1481,6 +1481,19 @@ void rt_actor_recovered(struct rt_shard *s, struct rt_actor *a, int rv, uint64_t
     release_held(s, a);
 }
 
+void rt_actor_handed_over(struct rt_shard *s, struct rt_actor *a)
+{
+    a->recovering = false;
+    if (a->snap != NULL)
+        snap_end(s, a, false); /* the next leader closes the file: asked for again later */
+    if (a->held_head == NULL)
+        return;
+    char why[512];
+    actor_path(s, a);
+    if (rt_leader_start(s, a, a->id, a->cls->cls->name, a->name, a->name_len, why, sizeof(why)) != 0)
+        fail_held(s, a, why);
+}
+
 void rt_actor_deposed(struct rt_shard *s, struct rt_actor *a, uint64_t durable, const char *why)
 {
     if (a->leader != NULL) {

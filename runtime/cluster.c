@@ -49,6 +49,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -63,7 +64,7 @@
 
 #define REG_BUCKETS 4096
 #define CKPT_SEGMENTS 2
-#define EPOCH_RESERVE (1ull << 12)
+#define EPOCH_RESERVE (1ull << 16) /* 2^20 restarts before a version's 2^36 epochs run out */
 #define TICK_MS 20          /* the transport's timer: heartbeats, redials */
 #define REPLICA_TICK_MS 100 /* replicas' timers: uploads after a dead leader */
 #define MOVE_SCAN_MS 1000   /* moving objects counted, their leaders woken */
@@ -89,6 +90,7 @@ struct view {
     struct router_cluster cur;  /* the members: placement */
     struct router_cluster prev; /* the previous members (cur when not changing) */
     bool changing;              /* a `previous` line */
+    uint64_t gen;               /* counts the views loaded */
     struct view *older;         /* freed at exit */
 };
 
@@ -97,6 +99,7 @@ static struct {
     _Atomic(struct view *) view;
     pthread_mutex_t reload_mu;
     _Atomic uint64_t moving, wakes;
+    size_t wake_cursor; /* the bucket the next round's wakes start at (transport thread) */
     struct repl_peers *peers;
     struct repl_journal *journal;
     /* the transport's thread only */
@@ -144,11 +147,23 @@ static void view_build(struct view *v, const struct router_cluster *file)
     v->changing = file->nprevious > 0;
 }
 
-const struct router_host *rt_cluster_host(uint32_t id) { return router_host_find(&view()->all, id); }
-
-const char *rt_cluster_role(uint32_t id)
+/* In the file loaded now, or else in an older one: a host that left can
+ * still be named by a route taken just before. */
+const struct router_host *rt_cluster_host(uint32_t id)
 {
-    struct view *v = view();
+    for (struct view *v = view(); v != NULL; v = v->older) {
+        const struct router_host *h = router_host_find(&v->all, id);
+        if (h != NULL)
+            return h;
+    }
+    return NULL;
+}
+
+const struct router_cluster *rt_cluster_hosts(void) { return &view()->all; }
+
+const char *rt_cluster_role(const struct router_cluster *hosts, uint32_t id)
+{
+    struct view *v = (struct view *)((const char *)hosts - offsetof(struct view, all));
     if (router_host_find(&v->cur, id) == NULL)
         return "leaving";
     return v->changing && router_host_find(&v->prev, id) == NULL ? "joining" : "member";
@@ -163,7 +178,6 @@ static void replicas_in(const struct router_cluster *cl, const uint8_t id[16], u
     router_replicas(cl, rank, C.c->replicas, replicas);
 }
 
-void rt_cluster_replicas(const uint8_t id[16], uint32_t *replicas) { replicas_in(&view()->cur, id, replicas); }
 
 static bool set_has(const uint32_t *set, unsigned n, uint32_t id)
 {
@@ -188,7 +202,6 @@ static unsigned old_replicas_in(const struct view *v, const uint8_t id[16], uint
     return 0;
 }
 
-unsigned rt_cluster_old_replicas(const uint8_t id[16], uint32_t *old) { return old_replicas_in(view(), id, old); }
 
 /* Live: this host; a peer whose connections are up both ways (we send on
  * ours, it answers on its own; a silent one is closed after peer_dead_ms:
@@ -216,6 +229,18 @@ static uint32_t route_in(const struct router_cluster *cl, const uint8_t id[16])
 }
 
 uint32_t rt_cluster_route(const uint8_t id[16]) { return route_in(&view()->cur, id); }
+
+void rt_cluster_place(const uint8_t id[16], struct rt_placement *out)
+{
+    struct view *v = view();
+    out->version = v->all.version;
+    out->gen = v->gen;
+    out->leader = route_in(&v->cur, id);
+    replicas_in(&v->cur, id, out->replicas);
+    out->nold = old_replicas_in(v, id, out->old);
+}
+
+uint64_t rt_cluster_view_gen(void) { return view()->gen; }
 
 void rt_cluster_send_app(uint32_t to, const void *payload, size_t len)
 {
@@ -288,9 +313,8 @@ static int epoch_load(char *err, size_t errlen)
     return 0;
 }
 
-struct repl_epoch rt_cluster_epoch(struct repl_epoch seen)
+struct repl_epoch rt_cluster_epoch(struct repl_epoch seen, uint64_t version)
 {
-    uint64_t version = view()->all.version;
     if (repl_epoch_version(seen) > version)
         return (struct repl_epoch){0, 0}; /* the cluster moved on: this host's file is old */
     pthread_mutex_lock(&C.epoch_mu);
@@ -299,8 +323,12 @@ struct repl_epoch rt_cluster_epoch(struct repl_epoch seen)
         n = version << REPL_EPOCH_VERSION_SHIFT;
     if (n >> REPL_EPOCH_VERSION_SHIFT != version) {
         /* Used up (2^36 epochs), or used under a newer version before. */
+        static bool told;
+        bool tell = !told;
+        told = true;
         pthread_mutex_unlock(&C.epoch_mu);
-        RT_ERROR("msg=\"no epoch left for this cluster version: load a newer cluster file\" version=%llu next=%llu",
+        if (tell)
+            RT_ERROR("msg=\"no epoch left for this cluster version: load a newer cluster file\" version=%llu next=%llu",
                  (unsigned long long)version, (unsigned long long)n);
         return (struct repl_epoch){0, 0};
     }
@@ -668,12 +696,14 @@ static bool replica_moving(const struct view *v, struct replica_obj *o)
 
 /* Counts the moving objects and asks their leaders to lead them, at most
  * WAKES_MAX a round (a leader recovers each: a storm of them would starve
- * the clients). */
+ * the clients), going on next round where this one stopped waking. */
 static void moving_scan(void)
 {
     struct view *v = view();
     uint64_t moving = 0, woken = 0;
-    for (size_t i = 0; v->changing && i < C.nbuckets; i++)
+    size_t next = C.wake_cursor;
+    for (size_t k = 0; v->changing && k < C.nbuckets; k++) {
+        size_t i = (C.wake_cursor + k) % C.nbuckets;
         for (struct replica_obj *o = C.objs[i]; o != NULL; o = o->next) {
             if (!replica_moving(v, o))
                 continue;
@@ -681,10 +711,12 @@ static void moving_scan(void)
             const char *slash = o->name != NULL ? strchr(o->name, '/') : NULL;
             if (slash == NULL || woken >= WAKES_MAX)
                 continue;
-            uint32_t leader = route_in(&v->cur, o->id);
             woken++;
-            rt_fwd_wake(leader, o->name, (size_t)(slash - o->name), slash + 1, strlen(slash + 1));
+            next = i + 1;
+            rt_fwd_wake(route_in(&v->cur, o->id), o->name, (size_t)(slash - o->name), slash + 1, strlen(slash + 1));
         }
+    }
+    C.wake_cursor = woken >= WAKES_MAX ? next % C.nbuckets : 0;
     atomic_store(&C.moving, moving);
     atomic_fetch_add(&C.wakes, woken);
 }
@@ -694,8 +726,6 @@ static void scan_posted(void *arg)
     moving_scan();
     uv_sem_post(arg);
 }
-
-uint64_t rt_cluster_moving(void) { return C.peers != NULL ? atomic_load(&C.moving) : 0; }
 
 static void on_tick(void *arg, uint64_t now_ms)
 {
@@ -735,6 +765,42 @@ static bool same_members(const struct router_cluster *a, const struct router_clu
     return true;
 }
 
+/* Dropping `previous` ends the change on every host: each one listed must
+ * have loaded its version and have nothing left to move (a leaving host too:
+ * it stops only after this). Asked with GET /_status, on the main thread. */
+static int moved_everywhere(const struct view *v, char *err, size_t errlen)
+{
+    for (unsigned i = 0; i < v->all.nhosts; i++) {
+        const struct router_host *h = &v->all.hosts[i];
+        uint64_t version = v->all.version, moving = atomic_load(&C.moving);
+        if (h->id != C.c->host_id) {
+            bool v6 = strchr(h->client_host, ':') != NULL;
+            char url[160];
+            snprintf(url, sizeof(url), "http://%s%s%s:%u/_status", v6 ? "[" : "", h->client_host, v6 ? "]" : "",
+                     h->client_port);
+            struct sdk_buf b = {0};
+            long status = rt_http_get(url, &b, 3);
+            const char *ver = status == 200 ? rt_line_value(b.data, "version") : NULL;
+            const char *mov = status == 200 ? rt_line_value(b.data, "moving") : NULL;
+            version = ver != NULL ? strtoull(ver, NULL, 10) : 0;
+            moving = mov != NULL ? strtoull(mov, NULL, 10) : 0;
+            sdk_buf_close(&b);
+            if (ver == NULL || mov == NULL) {
+                snprintf(err, errlen, "host %u (%s) does not answer: every host of the change, leaving ones too, must "
+                         "say it has nothing left to move before 'previous' goes", h->id, url);
+                return -1;
+            }
+        }
+        if (version != v->all.version || moving > 0) {
+            snprintf(err, errlen, "host %u %s: 'previous' goes only once every host has nothing left to move (see "
+                     "`dobj status`)", h->id, version != v->all.version ? "has not loaded this version yet"
+                                                                         : "still holds objects that have not moved");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Whether the new file may follow the loaded one; why not in err. */
 static int reload_check(const struct view *v, const struct router_cluster *f, const struct view *nv, char *err,
                         size_t errlen)
@@ -764,6 +830,11 @@ static int reload_check(const struct view *v, const struct router_cluster *f, co
                  nv->cur.nhosts < nv->prev.nhosts ? nv->cur.nhosts : nv->prev.nhosts);
         return -1;
     }
+    if (nv->changing && 2 * C.c->replicas > REPL_REPLICAS_MAX) {
+        snprintf(err, errlen, "a change of members needs replicas <= %u (a leader replicates to both sets while "
+                 "objects move); this host runs %u", REPL_REPLICAS_MAX / 2, C.c->replicas);
+        return -1;
+    }
     if (!same_members(&nv->cur, &v->cur)) {
         if (f->version <= v->all.version) {
             snprintf(err, errlen, "the members changed but the version did not go up (it is %llu: say version %llu)",
@@ -787,15 +858,17 @@ static int reload_check(const struct view *v, const struct router_cluster *f, co
                  (unsigned long long)v->all.version, (unsigned long long)f->version);
         return -1;
     }
-    if (v->changing && !nv->changing && atomic_load(&C.moving) > 0) {
-        snprintf(err, errlen, "the 'previous' line went, but %llu objects this host holds have not moved yet (see "
-                              "`dobj status`)", (unsigned long long)atomic_load(&C.moving));
-        return -1;
-    }
     if (nv->changing && !v->changing) {
         snprintf(err, errlen, "a 'previous' line came without a change of members");
         return -1;
     }
+    if (nv->changing && !same_members(&nv->prev, &v->prev)) {
+        snprintf(err, errlen, "'previous' changed during the change to version %llu: it lists the members that change "
+                 "replaces until it is done", (unsigned long long)v->all.version);
+        return -1;
+    }
+    if (v->changing && !nv->changing)
+        return moved_everywhere(v, err, errlen);
     return 0;
 }
 
@@ -821,6 +894,7 @@ int rt_cluster_reload(char *err, size_t errlen)
         return -1;
     }
     nv->older = v;
+    nv->gen = v->gen + 1;
     struct repl_peer_addr hosts[ROUTER_HOSTS_MAX];
     for (unsigned i = 0; i < nv->all.nhosts; i++) {
         hosts[i].id = nv->all.hosts[i].id;

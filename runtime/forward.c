@@ -304,20 +304,31 @@ static void fwd_request(uint32_t from, const struct router_fwd *x)
 /* On the peer thread: lead this object (it has not moved to the new
  * membership yet, cluster.c). An event that runs no handler: its leader
  * starts (recovery) and it is done. Nothing answers; the asking host asks
- * again while the object is still moving. */
+ * again while the object is still moving. A class this host does not have
+ * keeps the object moving: that is worth a warning. */
 static void wake(const struct router_fwd *x)
 {
     const struct rt_class *cls = rt_class_find(x->cls.p, x->cls.len);
-    if (cls == NULL || x->name.len > RT_NAME_MAX || memchr(x->name.p, '\0', x->name.len) != NULL)
+    if (cls == NULL || x->name.len > RT_NAME_MAX || memchr(x->name.p, '\0', x->name.len) != NULL) {
+        static int64_t told_us; /* the peer thread's: once every 10 s */
+        if (rt_now_us() - told_us < 10000000)
+            return;
+        told_us = rt_now_us();
+        RT_WARN("msg=\"an object to move names a class this host does not have, or a bad name\" class=%.*s",
+                (int)(x->cls.len > 64 ? 64 : x->cls.len), x->cls.p);
         return;
+    }
     uint8_t oid[16];
     rt_object_id(cls->cls->name, x->name.p, x->name.len, oid);
-    if (rt_cluster_route(oid) != rt_host.config->host_id)
+    if (rt_cluster_route(oid) != rt_host.config->host_id) {
+        RT_DEBUG("msg=\"wake for an object another host leads, as this host sees it\" object=%s/%.*s",
+                 cls->cls->name, (int)x->name.len, x->name.p);
         return;
+    }
     uint64_t hash = rt_object_hash(cls->cls->name, x->name.p, x->name.len);
     unsigned target = rt_shard_of(hash);
     if (!rt_shard_event_reserve(target))
-        return;
+        return; /* overloaded: asked again in a second */
     struct rt_event *e = event_from_fwd(target, cls, hash, x);
     e->wake = true;
     rt_shard_post(NULL, target, &e->msg);

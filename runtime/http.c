@@ -271,15 +271,14 @@ static int on_status(h2o_req_t *req)
     const struct rt_config *c = rt_host.config;
     struct sdk_buf b = {0};
     sdk_buf_printf(&b, "self %u\n", c->cluster != NULL ? c->host_id : 0);
-    for (uint32_t id = 1; c->cluster != NULL && id <= 65535; id++) {
-        const struct router_host *h = rt_cluster_host(id);
-        if (h == NULL)
-            continue;
+    const struct router_cluster *all = c->cluster != NULL ? rt_cluster_hosts() : NULL;
+    for (unsigned i = 0; all != NULL && i < all->nhosts; i++) {
+        const struct router_host *h = &all->hosts[i];
         bool v6 = strchr(h->client_host, ':') != NULL;
         sdk_buf_printf(&b, "host %u %s%s%s:%u %s %s %s\n", h->id, v6 ? "[" : "", h->client_host, v6 ? "]" : "",
                        h->client_port, h->zone[0] != '\0' ? h->zone : "-",
                        h->id == c->host_id ? "self" : rt_cluster_host_live(h->id) ? "up" : "down",
-                       rt_cluster_role(h->id));
+                       rt_cluster_role(all, h->id));
     }
     struct rt_cluster_stats cs;
     rt_cluster_stats(&cs);
@@ -377,12 +376,17 @@ static int on_metrics(h2o_req_t *req)
                        "# TYPE dobj_peer_auth_failures_total counter\ndobj_peer_auth_failures_total %llu\n"
                        "# TYPE dobj_peer_bad_frames_total counter\ndobj_peer_bad_frames_total %llu\n"
                        "# TYPE dobj_replica_journal_writes_total counter\ndobj_replica_journal_writes_total %llu\n"
-                       "# TYPE dobj_replica_checkpoints_total counter\ndobj_replica_checkpoints_total %llu\n",
+                       "# TYPE dobj_replica_checkpoints_total counter\ndobj_replica_checkpoints_total %llu\n"
+                       "# TYPE dobj_cluster_version gauge\ndobj_cluster_version %llu\n"
+                       "# TYPE dobj_objects_moving gauge\ndobj_objects_moving %llu\n"
+                       "# TYPE dobj_move_wakes_total counter\ndobj_move_wakes_total %llu\n",
                        cs.peers.connected_out, (unsigned long long)cs.peers.msgs_out,
                        (unsigned long long)cs.peers.msgs_in, (unsigned long long)cs.peers.bytes_out,
                        (unsigned long long)(cs.peers.dropped + cs.dropped_msgs),
                        (unsigned long long)cs.peers.auth_failures, (unsigned long long)cs.peers.bad_frames,
-                       (unsigned long long)cs.replica_ops, (unsigned long long)cs.checkpoints);
+                       (unsigned long long)cs.replica_ops, (unsigned long long)cs.checkpoints,
+                       (unsigned long long)rt_cluster_version(), (unsigned long long)cs.moving,
+                       (unsigned long long)cs.wakes);
     }
     static const char ct[] = "content-type\0text/plain; version=0.0.4";
     respond(req, 200, ct, sizeof(ct), b.data, b.len);

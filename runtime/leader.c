@@ -52,10 +52,9 @@ struct rt_leader {
     unsigned retries;
     enum repl_depose_reason deposed_why;
     struct repl_epoch higher;
-    uint32_t replicas[REPL_REPLICAS_MAX];
-    uint32_t old[REPL_REPLICAS_MAX]; /* joint: the previous membership's set */
-    unsigned nold;
-    bool moved; /* stepped down: its placement changed (a membership change) */
+    struct rt_placement place; /* from the cluster file loaded when it started */
+    bool moved;         /* deposed: its placement changed before it served (a membership change) */
+    bool handing_over;  /* its placement changed: it lets go once its records are durable */
     struct repl_leader_config lc;
     char why[256];
     struct rt_leader *prev, *next;
@@ -301,19 +300,20 @@ int rt_leader_start(struct rt_shard *s, struct rt_actor *a, const uint8_t id[16]
                     const char *name, size_t name_len, char *why, size_t whylen)
 {
     const struct rt_config *c = s->config;
-    uint32_t leader = rt_cluster_route(id);
-    if (leader != c->host_id) {
+    struct rt_placement place;
+    rt_cluster_place(id, &place);
+    if (place.leader != c->host_id) {
         /* Its route changed since the front looked (a host came or went). */
-        const struct router_host *h = rt_cluster_host(leader);
+        const struct router_host *h = rt_cluster_host(place.leader);
         snprintf(why, whylen, "host %u does not lead %s/%.*s now: host %u at http://%s:%u does; retry", c->host_id,
-                 cls, (int)name_len, name, leader, h->client_host, h->client_port);
+                 cls, (int)name_len, name, place.leader, h->client_host, h->client_port);
         return -1;
     }
-    struct repl_epoch epoch = rt_cluster_epoch(seen_epoch);
+    struct repl_epoch epoch = rt_cluster_epoch(seen_epoch, place.version);
     if (epoch.n == 0) {
         snprintf(why, whylen, "host %u's cluster file (version %llu) is older than the cluster's (version %llu): "
                  "it leads nothing until it loads the new one (SIGHUP); retry", c->host_id,
-                 (unsigned long long)rt_cluster_version(), (unsigned long long)repl_epoch_version(seen_epoch));
+                 (unsigned long long)place.version, (unsigned long long)repl_epoch_version(seen_epoch));
         return -1;
     }
     struct rt_leader *l = sdk_xcalloc(1, sizeof(*l));
@@ -332,10 +332,9 @@ int rt_leader_start(struct rt_shard *s, struct rt_actor *a, const uint8_t id[16]
     s->leaders = l;
     rt_cluster_register(id, s->id, l);
     rt_actor_recovering(a);
-    rt_cluster_replicas(id, l->replicas);
-    l->nold = rt_cluster_old_replicas(id, l->old);
-    l->lc = (struct repl_leader_config){.host = c->host_id, .replicas = l->replicas, .nreplicas = c->replicas,
-                                        .quorum = c->quorum, .old_replicas = l->old, .nold = l->nold,
+    l->place = place;
+    l->lc = (struct repl_leader_config){.host = c->host_id, .replicas = l->place.replicas, .nreplicas = c->replicas,
+                                        .quorum = c->quorum, .old_replicas = l->place.old, .nold = l->place.nold,
                                         .resend_ms = 200, .heartbeat_ms = 50,
                                         .commit_timeout_ms = c->commit_timeout_ms, .batch_recs_max = 256,
                                         .batch_bytes_max = 4u << 20, .window_recs = 4096, .io = &leader_io,
@@ -387,11 +386,33 @@ static void uncount(struct rt_leader *l, uint64_t to)
     l->counted_to = to;
 }
 
+/* A leader whose placement changed lets go once everything it released
+ * or holds is durable and every read round it began is answered: the
+ * object's file then holds only durable records, on the history any next
+ * leader chooses, so the next leader here starts from it (no rebuild) and no
+ * client gets a 503. Events that came meanwhile waited (the actor was made
+ * to recover): they lead the object again, under the new placement. */
+static bool hand_over(struct rt_leader *l)
+{
+    struct repl_leader_info li;
+    repl_leader_get_info(l->core, &li);
+    if (li.state != REPL_LEADER_ACTIVE || l->preparing || l->released < li.last || l->round_wanted ||
+        l->released_round < li.round)
+        return false;
+    struct rt_actor *a = l->a;
+    *rt_actor_leader_slot(a) = NULL;
+    leader_free(l);
+    rt_actor_handed_over(l->s, a);
+    return true;
+}
+
 /* Acts on what the core's callbacks noted. */
 static void after(struct rt_leader *l)
 {
     struct rt_shard *s = l->s;
     if (l->freed)
+        return;
+    if (l->handing_over && !l->deposed && hand_over(l))
         return;
     if (l->confirmed > l->released_round && !l->deposed) {
         l->released_round = l->confirmed;
@@ -417,9 +438,11 @@ static void after(struct rt_leader *l)
     }
     struct repl_epoch next = {0, 0};
     if (l->deposed && !l->moved && !l->recovered && l->deposed_why == REPL_DEPOSED_EPOCH &&
-        l->retries < RETRIES_MAX && (next = rt_cluster_epoch(l->higher)).n != 0) {
+        l->retries < RETRIES_MAX && l->place.gen == rt_cluster_view_gen() &&
+        (next = rt_cluster_epoch(l->higher, l->place.version)).n != 0) {
         /* Refused before it served anything: try again above the epoch that
-         * refused it; the waiting events never notice. */
+         * refused it, in the same placement; the waiting events never
+         * notice. */
         l->retries++;
         repl_leader_destroy(l->core);
         l->epoch = next;
@@ -547,28 +570,39 @@ static bool same_set(const uint32_t *a, unsigned na, const uint32_t *b, unsigned
 }
 
 /* The cluster file was loaded again: leaders whose placement changed (who
- * leads, the replica set, joint or not) step down. Their outputs not yet
- * durable get 503; the object's next event (a client's, or a wake from a
- * replica, cluster.c) leads it under the new membership. */
+ * leads, the replica set, joint or not) go. One still recovering starts
+ * over under the new placement (or, if another host leads now, steps down:
+ * its waiting events get 503); one that serves hands the object over
+ * (hand_over). A joint leader whose change is done goes too: it would still
+ * need a quorum of the old set, whose leaving hosts are going. */
 void rt_leaders_reconfigured(struct rt_shard *s)
 {
     const struct rt_config *c = s->config;
     for (struct rt_leader *l = s->leaders; l != NULL; l = l->next) {
-        if (l->freed || l->deposed)
+        if (l->freed || l->deposed || l->handing_over)
             continue;
-        uint32_t reps[REPL_REPLICAS_MAX], old[REPL_REPLICAS_MAX];
-        rt_cluster_replicas(l->id, reps);
-        unsigned nold = rt_cluster_old_replicas(l->id, old);
-        /* A joint leader whose change is done keeps going as it is: both
-         * quorums include the new set's. */
-        if (rt_cluster_route(l->id) == c->host_id && same_set(reps, c->replicas, l->replicas, c->replicas) &&
-            (nold == 0 || same_set(old, nold, l->old, l->nold)))
+        struct rt_placement now;
+        rt_cluster_place(l->id, &now);
+        if (now.leader == c->host_id && same_set(now.replicas, c->replicas, l->place.replicas, c->replicas) &&
+            same_set(now.old, now.nold, l->place.old, l->place.nold))
             continue;
-        l->deposed = true;
-        l->moved = true;
-        l->deposed_why = REPL_DEPOSED_EPOCH;
-        snprintf(l->why, sizeof(l->why), "the object moves to the cluster's new membership (version %llu); retry",
-                 (unsigned long long)rt_cluster_version());
+        struct repl_epoch epoch = {0, 0};
+        if (!l->recovered && now.leader == c->host_id &&
+            (epoch = rt_cluster_epoch(seen_epoch, now.version)).n != 0) {
+            repl_leader_destroy(l->core);
+            l->place = now;
+            l->epoch = epoch;
+            l->core = repl_leader_create(&l->lc, l->epoch, uv_now(&s->loop));
+        } else if (!l->recovered) {
+            l->deposed = true;
+            l->moved = true;
+            l->deposed_why = REPL_DEPOSED_EPOCH;
+            snprintf(l->why, sizeof(l->why), "the object moves to the cluster's new membership (version %llu); retry",
+                     (unsigned long long)now.version);
+        } else {
+            l->handing_over = true;
+            rt_actor_recovering(l->a);
+        }
         after(l);
     }
 }

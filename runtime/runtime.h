@@ -94,7 +94,7 @@ struct rt_config {
     unsigned replicas, quorum;
     uint64_t commit_timeout_ms, peer_heartbeat_ms, peer_dead_ms, replica_upload_timeout_ms;
     bool redirect; /* 307 to the leader instead of forwarding */
-    struct router_cluster *cluster; /* loaded from cluster_file */
+    struct router_cluster *cluster; /* cluster_file as read at start (SIGHUP reloads: runtime/cluster.c) */
 };
 
 /* Fills defaults, then the config file named by --config (if any), then the
@@ -460,29 +460,43 @@ void rt_cluster_destroy(void);
 void rt_cluster_stats(struct rt_cluster_stats *out);
 /* n more records made durable by a quorum (dobj_commits_total). Thread-safe. */
 void rt_cluster_count_commits(uint64_t n);
-/* The object's replica set: `replicas` (config) host ids, in rank order.
- * Who leads it is rt_cluster_route's answer. */
-void rt_cluster_replicas(const uint8_t id[16], uint32_t *replicas);
-/* While the membership changes and the object's replica set with it: the
- * set under the previous membership (`replicas` ids), for a joint leader;
- * else 0. */
-unsigned rt_cluster_old_replicas(const uint8_t id[16], uint32_t *old);
-/* A host of the cluster file as loaded now (addresses, zone), or NULL.
- * Thread-safe: hosts are only added while the process runs. */
+/* An object's placement, all from one loaded cluster file: who leads it
+ * (rt_cluster_route), its replica set (`replicas` host ids, in rank order)
+ * and, while the membership changes and its replica set with it, the set
+ * under the previous membership (nold = `replicas`) for a joint leader. */
+struct rt_placement {
+    uint64_t version, gen; /* the file's version; which load of it */
+    uint32_t leader;
+    uint32_t replicas[REPL_REPLICAS_MAX], old[REPL_REPLICAS_MAX];
+    unsigned nold;
+};
+void rt_cluster_place(const uint8_t id[16], struct rt_placement *out);
+/* Counts the cluster file's loads: a placement of an older one is stale. */
+uint64_t rt_cluster_view_gen(void);
+/* A host of the cluster file loaded now (addresses, zone), or of an older
+ * one (a host that left), or NULL for an id never listed. Thread-safe: a
+ * loaded file stays in memory until exit. */
 const struct router_host *rt_cluster_host(uint32_t id);
-/* "member", "joining" (a member, not of the previous membership) or "leaving". */
-const char *rt_cluster_role(uint32_t id);
+/* Every host of the cluster file loaded now, as one consistent list. */
+const struct router_cluster *rt_cluster_hosts(void);
+/* A host of `hosts` (rt_cluster_hosts) in that file: "member", "joining" (a
+ * member, not of the previous membership) or "leaving". */
+const char *rt_cluster_role(const struct router_cluster *hosts, uint32_t id);
 /* The loaded cluster file's version (0: not a cluster). */
 uint64_t rt_cluster_version(void);
-/* The objects this host holds replicas of that have not moved to the
- * current membership yet. */
-uint64_t rt_cluster_moving(void);
+/* GET url into body (NUL-terminated), giving up after timeout_s: the HTTP
+ * status, or 0 when there was no answer (tools.c). */
+long rt_http_get(const char *url, struct sdk_buf *body, long timeout_s);
+/* The value after `key ` at the start of a line of text, or NULL (GET
+ * /_status's format). */
+const char *rt_line_value(const char *text, const char *key);
 /* SIGHUP: loads the cluster file again (see cluster.c). 0, or -1 with why
  * the new file can not follow the loaded one (the loaded one stays). */
 int rt_cluster_reload(char *err, size_t errlen);
-/* A new epoch above `seen`, never used by this host before; n 0 when this
- * host may not lead (`seen` is of a newer cluster version). Thread-safe. */
-struct repl_epoch rt_cluster_epoch(struct repl_epoch seen);
+/* A new epoch of cluster version `version` above `seen`, never used by this
+ * host before; n 0 when this host may not lead (`seen` is of a newer
+ * version). Thread-safe. */
+struct repl_epoch rt_cluster_epoch(struct repl_epoch seen, uint64_t version);
 uint64_t rt_cluster_epoch_pack(struct repl_epoch e);
 void rt_cluster_send(const struct repl_msg *m);
 /* The host that leads the object now: the first live one of its candidates
@@ -526,6 +540,9 @@ void rt_actor_recovered(struct rt_shard *s, struct rt_actor *a, int rv, uint64_t
  * file is discarded. */
 void rt_actor_deposed(struct rt_shard *s, struct rt_actor *a, uint64_t durable, const char *why);
 struct rt_leader **rt_actor_leader_slot(struct rt_actor *a);
+/* The leader let go after a membership change with every record durable
+ * (leader.c): the file stays; waiting events lead the object again. */
+void rt_actor_handed_over(struct rt_shard *s, struct rt_actor *a);
 /* Closes the actor's database before recovery rebuilds its file. */
 const char *rt_actor_close_for_recovery(struct rt_shard *s, struct rt_actor *a);
 void rt_actor_recovering(struct rt_actor *a);

@@ -526,7 +526,7 @@ int rt_cmd_gc(int argc, char **argv)
 /* ---- dobj status ----------------------------------------------------------- */
 
 /* GET url into body; the HTTP status, or 0 when it can not be reached. */
-static long http_get(const char *url, struct sdk_buf *body, long timeout_s)
+long rt_http_get(const char *url, struct sdk_buf *body, long timeout_s)
 {
     CURL *c = curl_easy_init();
     curl_easy_setopt(c, CURLOPT_URL, url);
@@ -550,8 +550,7 @@ struct host_status {
     double lag;
 };
 
-/* The value after `key ` at the start of a line of text, or NULL. */
-static const char *line_value(const char *text, const char *key)
+const char *rt_line_value(const char *text, const char *key)
 {
     size_t n = strlen(key);
     for (const char *p = text; p != NULL && *p != '\0'; p = strchr(p, '\n'), p = p != NULL ? p + 1 : NULL)
@@ -563,13 +562,39 @@ static const char *line_value(const char *text, const char *key)
 static void read_counts(const char *text, struct host_status *h)
 {
     const char *v;
-    h->leading = (v = line_value(text, "leading")) != NULL ? strtoull(v, NULL, 10) : 0;
-    h->replicating = (v = line_value(text, "replicating")) != NULL ? strtoull(v, NULL, 10) : 0;
-    h->waiting = (v = line_value(text, "awaiting_quorum")) != NULL ? strtoull(v, NULL, 10) : 0;
-    h->pending = (v = line_value(text, "upload_pending")) != NULL ? strtoull(v, NULL, 10) : 0;
-    h->lag = (v = line_value(text, "upload_lag_seconds")) != NULL ? strtod(v, NULL) : 0;
-    h->version = (v = line_value(text, "version")) != NULL ? strtoull(v, NULL, 10) : 0;
-    h->moving = (v = line_value(text, "moving")) != NULL ? strtoull(v, NULL, 10) : 0;
+    h->leading = (v = rt_line_value(text, "leading")) != NULL ? strtoull(v, NULL, 10) : 0;
+    h->replicating = (v = rt_line_value(text, "replicating")) != NULL ? strtoull(v, NULL, 10) : 0;
+    h->waiting = (v = rt_line_value(text, "awaiting_quorum")) != NULL ? strtoull(v, NULL, 10) : 0;
+    h->pending = (v = rt_line_value(text, "upload_pending")) != NULL ? strtoull(v, NULL, 10) : 0;
+    h->lag = (v = rt_line_value(text, "upload_lag_seconds")) != NULL ? strtod(v, NULL) : 0;
+    h->version = (v = rt_line_value(text, "version")) != NULL ? strtoull(v, NULL, 10) : 0;
+    h->moving = (v = rt_line_value(text, "moving")) != NULL ? strtoull(v, NULL, 10) : 0;
+}
+
+/* Where a membership change stands, from every reached host's counts. */
+static void print_membership(const struct host_status *hosts, unsigned nhosts, unsigned long long version)
+{
+    unsigned long long moving = 0;
+    bool behind = false, changing = false, unreached = false;
+    for (unsigned i = 0; i < nhosts; i++) {
+        const struct host_status *h = &hosts[i];
+        changing |= strcmp(h->role, "member") != 0;
+        unreached |= !h->reached;
+        if (h->reached) {
+            moving += h->moving;
+            behind |= h->version != version;
+        }
+    }
+    if (behind)
+        printf("membership: hosts have loaded different versions of the cluster file: load it on every host "
+               "(SIGHUP)\n");
+    else if (changing && (unreached || moving > 0))
+        printf("membership: changing to version %llu: %llu objects still moving%s\n", version, moving,
+               unreached ? ", and unreachable hosts may hold more" : "");
+    else if (changing)
+        printf("membership: every object has moved to version %llu: remove the 'previous' and 'leaving' lines "
+               "(and the leaving hosts' lines) from the cluster file, load it on every host (SIGHUP), then stop "
+               "the leaving hosts\n", version);
 }
 
 /* dobj status --server URL: the cluster as that host sees it (the hosts and
@@ -596,7 +621,7 @@ int rt_cmd_status(int argc, char **argv)
     char url[1024];
     snprintf(url, sizeof(url), "%.*s/_status", (int)n, server);
     struct sdk_buf body = {0};
-    long status = http_get(url, &body, 5);
+    long status = rt_http_get(url, &body, 5);
     if (status != 200) {
         if (status == 0)
             fprintf(stderr, "dobj: can not reach %.*s\n", (int)n, server);
@@ -605,7 +630,7 @@ int rt_cmd_status(int argc, char **argv)
         sdk_buf_close(&body);
         return 1;
     }
-    const char *self = line_value(body.data, "self");
+    const char *self = rt_line_value(body.data, "self");
     unsigned self_id = self != NULL ? (unsigned)strtoul(self, NULL, 10) : 0;
     struct host_status hosts[ROUTER_HOSTS_MAX];
     unsigned nhosts = 0;
@@ -634,14 +659,12 @@ int rt_cmd_status(int argc, char **argv)
     printf("%-5s %-22s %-8s %-6s %-8s %8s %11s %16s %14s %10s %7s %7s\n", "host", "address", "zone", "link", "role",
            "leading", "replicating", "awaiting quorum", "upload pending", "upload lag", "version", "moving");
     int down = 0;
-    unsigned long long moving = 0;
-    bool behind = false;
     for (unsigned i = 0; i < nhosts; i++) {
         struct host_status *h = &hosts[i];
         char hurl[256];
         snprintf(hurl, sizeof(hurl), "http://%s/_status", h->addr);
         struct sdk_buf hb = {0};
-        h->reached = h->id == self_id ? (read_counts(body.data, h), true) : http_get(hurl, &hb, 2) == 200;
+        h->reached = h->id == self_id ? (read_counts(body.data, h), true) : rt_http_get(hurl, &hb, 2) == 200;
         if (h->reached && h->id != self_id)
             read_counts(hb.data, h);
         sdk_buf_close(&hb);
@@ -651,24 +674,11 @@ int rt_cmd_status(int argc, char **argv)
                    h->role, "-", "-", "-", "-", "unreachable", "-", "-");
             continue;
         }
-        moving += h->moving;
-        behind |= h->version != me.version;
         printf("%-5u %-22s %-8s %-6s %-8s %8llu %11llu %16llu %14llu %9.1fs %7llu %7llu\n", h->id, h->addr, h->zone,
                h->seen, h->role, h->leading, h->replicating, h->waiting, h->pending, h->lag, h->version, h->moving);
     }
     printf("%u hosts, %d unreachable from here\n", nhosts, down);
-    bool changing = false;
-    for (unsigned i = 0; i < nhosts; i++)
-        changing |= strcmp(hosts[i].role, "member") != 0;
-    if (behind)
-        printf("membership: hosts have loaded different versions of the cluster file: load it on every host "
-               "(SIGHUP)\n");
-    else if (changing && (down > 0 || moving > 0))
-        printf("membership: changing to version %llu: %llu objects still moving%s\n", me.version, moving,
-               down > 0 ? ", and unreachable hosts may hold more" : "");
-    else if (changing)
-        printf("membership: every object has moved to version %llu: remove the 'previous' and 'leaving' lines "
-               "(and the leaving hosts) from the cluster file and load it again (SIGHUP)\n", me.version);
+    print_membership(hosts, nhosts, me.version);
     sdk_buf_close(&body);
     return 0;
 }

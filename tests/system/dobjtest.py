@@ -8,6 +8,7 @@ import hashlib
 import http.client
 import json
 import os
+import random
 import re
 import select
 import signal
@@ -58,10 +59,32 @@ def require_build(paths=(DOBJ,) + ALL_CLASSES):
         )
 
 
+_given_ports = set()
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port to listen on, below the kernel's ephemeral range (32768 and up
+    here): a port the kernel hands out itself (port 0) may be taken again by
+    an outgoing connection (a host dialling its peers) before the server
+    that was meant to listen on it starts."""
+    low, high = 20000, 32000
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            high = min(high, int(f.read().split()[0]))
+    except (OSError, ValueError):
+        pass
+    for _ in range(1000):
+        port = random.randrange(low, high)
+        if port in _given_ports:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _given_ports.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def q(name):
