@@ -527,6 +527,7 @@ struct repl_leader {
     struct log log;
     uint64_t durable, barrier;
     uint64_t round, confirmed; /* read rounds started, and answered by a quorum */
+    uint64_t round_ms;         /* when the latest round was sent (or sent again) */
     uint64_t started_ms, waiting_ms, asked_ms;
     int best;          /* the promiser whose log recovery copies */
     uint64_t fetch_to; /* its last record */
@@ -864,18 +865,28 @@ static void leader_note_round(struct repl_leader *l, struct peer *p, uint64_t ro
     }
 }
 
+/* An empty append (a heartbeat from its match) to every replica that has
+ * not answered the latest round. */
+static void leader_send_round(struct repl_leader *l, uint64_t now_ms)
+{
+    l->round_ms = now_ms;
+    for (unsigned i = 0; i < l->cfg.nreplicas; i++) {
+        struct peer *p = &l->peers[i];
+        if (p->round >= l->round)
+            continue;
+        uint64_t next = p->next;
+        p->next = log_last(&l->log) + 1;
+        leader_send_append(l, p, now_ms);
+        p->next = next;
+    }
+}
+
 uint64_t repl_leader_read_round(struct repl_leader *l, uint64_t now_ms)
 {
     if (l->state != REPL_LEADER_ACTIVE)
         return 0;
     l->round++;
-    for (unsigned i = 0; i < l->cfg.nreplicas; i++) {
-        struct peer *p = &l->peers[i];
-        uint64_t next = p->next;
-        p->next = log_last(&l->log) + 1; /* empty: a heartbeat from its match */
-        leader_send_append(l, p, now_ms);
-        p->next = next;
-    }
+    leader_send_round(l, now_ms);
     return l->round;
 }
 
@@ -989,6 +1000,8 @@ void repl_leader_tick(struct repl_leader *l, uint64_t now_ms)
         leader_depose(l, REPL_DEPOSED_TIMEOUT, l->epoch);
         return;
     }
+    if (l->confirmed < l->round && now_ms - l->round_ms >= l->cfg.resend_ms)
+        leader_send_round(l, now_ms); /* a lost round would hold its reads until the next write */
     for (unsigned i = 0; i < l->cfg.nreplicas; i++) {
         struct peer *p = &l->peers[i];
         if (p->match < last && now_ms - p->progress_ms >= l->cfg.resend_ms) {

@@ -100,6 +100,7 @@ static struct {
     pthread_mutex_t reload_mu;
     _Atomic uint64_t moving, wakes;
     size_t wake_cursor; /* the bucket the next round's wakes start at (transport thread) */
+    uint64_t scans_moving; /* scans that found objects moving (transport thread) */
     struct repl_peers *peers;
     struct repl_journal *journal;
     /* the transport's thread only */
@@ -702,12 +703,14 @@ static void moving_scan(void)
     struct view *v = view();
     uint64_t moving = 0, woken = 0;
     size_t next = C.wake_cursor;
+    struct replica_obj *first = NULL;
     for (size_t k = 0; v->changing && k < C.nbuckets; k++) {
         size_t i = (C.wake_cursor + k) % C.nbuckets;
         for (struct replica_obj *o = C.objs[i]; o != NULL; o = o->next) {
             if (!replica_moving(v, o))
                 continue;
-            moving++;
+            if (moving++ == 0)
+                first = o;
             const char *slash = o->name != NULL ? strchr(o->name, '/') : NULL;
             if (slash == NULL || woken >= WAKES_MAX)
                 continue;
@@ -719,6 +722,17 @@ static void moving_scan(void)
     C.wake_cursor = woken >= WAKES_MAX ? next % C.nbuckets : 0;
     atomic_store(&C.moving, moving);
     atomic_fetch_add(&C.wakes, woken);
+    /* Every 10 s while objects are moving, one of them and where it stands. */
+    if (first != NULL && ++C.scans_moving % 10 == 0) {
+        struct repl_replica_info in;
+        repl_replica_get_info(first->core, &in);
+        RT_INFO("msg=\"objects still moving\" count=%llu object=%s leader=%u promised=%llu.%u commit=%llu "
+                "commit_origin=%llu.%u base=%llu last=%llu", (unsigned long long)moving,
+                first->name != NULL ? first->name : "?", route_in(&v->cur, first->id),
+                (unsigned long long)in.promised.n, in.promised.host, (unsigned long long)in.commit,
+                (unsigned long long)in.commit_origin.n, in.commit_origin.host, (unsigned long long)in.base,
+                (unsigned long long)in.last);
+    }
 }
 
 static void scan_posted(void *arg)

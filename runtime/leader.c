@@ -52,10 +52,10 @@ struct rt_leader {
     unsigned retries;
     enum repl_depose_reason deposed_why;
     struct repl_epoch higher;
-    struct rt_placement place; /* from the cluster file loaded when it started */
+    struct rt_placement place; /* from the cluster file loaded when its core started */
     bool moved;         /* deposed: its placement changed before it served (a membership change) */
     bool handing_over;  /* its placement changed: it lets go once its records are durable */
-    struct repl_leader_config lc;
+    uint64_t handing_since; /* loop time the hand-over began */
     char why[256];
     struct rt_leader *prev, *next;
 };
@@ -296,6 +296,23 @@ static void sweep(struct rt_shard *s)
     }
 }
 
+/* (Re)starts the core: recovery in `epoch` with the replica sets of
+ * `place` (one cluster file's: leader.c never mixes two). */
+static void core_start(struct rt_leader *l, const struct rt_placement *place, struct repl_epoch epoch)
+{
+    const struct rt_config *c = l->s->config;
+    if (place != &l->place)
+        l->place = *place;
+    l->epoch = epoch;
+    struct repl_leader_config lc = {.host = c->host_id, .replicas = l->place.replicas, .nreplicas = c->replicas,
+                                    .quorum = c->quorum, .old_replicas = l->place.old, .nold = l->place.nold,
+                                    .resend_ms = 200, .heartbeat_ms = 50, .commit_timeout_ms = c->commit_timeout_ms,
+                                    .batch_recs_max = 256, .batch_bytes_max = 4u << 20, .window_recs = 4096,
+                                    .io = &leader_io, .arg = l};
+    memcpy(lc.object, l->id, 16);
+    l->core = repl_leader_create(&lc, epoch, uv_now(&l->s->loop));
+}
+
 int rt_leader_start(struct rt_shard *s, struct rt_actor *a, const uint8_t id[16], const char *cls,
                     const char *name, size_t name_len, char *why, size_t whylen)
 {
@@ -324,7 +341,6 @@ int rt_leader_start(struct rt_shard *s, struct rt_actor *a, const uint8_t id[16]
     l->name_len = strlen(cls) + 1 + name_len;
     l->name = sdk_xmalloc(l->name_len + 1);
     snprintf(l->name, l->name_len + 1, "%s/%.*s", cls, (int)name_len, name);
-    l->epoch = epoch;
     l->counted_to = UINT64_MAX; /* nothing counted before recovery */
     l->next = s->leaders;
     if (s->leaders != NULL)
@@ -332,15 +348,7 @@ int rt_leader_start(struct rt_shard *s, struct rt_actor *a, const uint8_t id[16]
     s->leaders = l;
     rt_cluster_register(id, s->id, l);
     rt_actor_recovering(a);
-    l->place = place;
-    l->lc = (struct repl_leader_config){.host = c->host_id, .replicas = l->place.replicas, .nreplicas = c->replicas,
-                                        .quorum = c->quorum, .old_replicas = l->place.old, .nold = l->place.nold,
-                                        .resend_ms = 200, .heartbeat_ms = 50,
-                                        .commit_timeout_ms = c->commit_timeout_ms, .batch_recs_max = 256,
-                                        .batch_bytes_max = 4u << 20, .window_recs = 4096, .io = &leader_io,
-                                        .arg = l};
-    memcpy(l->lc.object, id, 16);
-    l->core = repl_leader_create(&l->lc, l->epoch, uv_now(&s->loop));
+    core_start(l, &place, epoch);
     *rt_actor_leader_slot(a) = l;
     after(l);
     return 0;
@@ -412,8 +420,19 @@ static void after(struct rt_leader *l)
     struct rt_shard *s = l->s;
     if (l->freed)
         return;
-    if (l->handing_over && !l->deposed && hand_over(l))
-        return;
+    if (l->handing_over && !l->deposed) {
+        if (hand_over(l))
+            return;
+        if (uv_now(&s->loop) - l->handing_since >= s->config->commit_timeout_ms) {
+            /* Not all durable or answered in time: it steps down as a
+             * deposed leader does (503s, the file rebuilt next time). */
+            l->deposed = true;
+            l->moved = true;
+            l->deposed_why = REPL_DEPOSED_TIMEOUT;
+            snprintf(l->why, sizeof(l->why), "the object moves to the cluster's new membership and its last "
+                     "writes could not be made durable in time; retry");
+        }
+    }
     if (l->confirmed > l->released_round && !l->deposed) {
         l->released_round = l->confirmed;
         rt_actor_confirmed(s, l->a, l->confirmed);
@@ -445,9 +464,8 @@ static void after(struct rt_leader *l)
          * notice. */
         l->retries++;
         repl_leader_destroy(l->core);
-        l->epoch = next;
         l->deposed = false;
-        l->core = repl_leader_create(&l->lc, l->epoch, uv_now(&s->loop));
+        core_start(l, &l->place, next);
         after(l);
         return;
     }
@@ -590,9 +608,7 @@ void rt_leaders_reconfigured(struct rt_shard *s)
         if (!l->recovered && now.leader == c->host_id &&
             (epoch = rt_cluster_epoch(seen_epoch, now.version)).n != 0) {
             repl_leader_destroy(l->core);
-            l->place = now;
-            l->epoch = epoch;
-            l->core = repl_leader_create(&l->lc, l->epoch, uv_now(&s->loop));
+            core_start(l, &now, epoch);
         } else if (!l->recovered) {
             l->deposed = true;
             l->moved = true;
@@ -601,6 +617,7 @@ void rt_leaders_reconfigured(struct rt_shard *s)
                      (unsigned long long)now.version);
         } else {
             l->handing_over = true;
+            l->handing_since = uv_now(&s->loop);
             rt_actor_recovering(l->a);
         }
         after(l);

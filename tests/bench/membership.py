@@ -13,7 +13,7 @@ come every few milliseconds. Then:
           the six get SIGHUP; once every host's /_status says `moving 0`, the
           `previous` line goes (SIGHUP again);
   leave   a version-3 file with `leaving 6` (so the probes' entry hosts stay);
-          SIGHUP; once nothing moves, host 6 stops and its lines go.
+          SIGHUP; once nothing moves, host 6's lines go (SIGHUP), then it stops.
 
 Per change: how long until no host had anything left to move, and for each
 probed object whose placement changed, the longest gap between two of its
@@ -74,7 +74,8 @@ class Host:
         self.proc = subprocess.Popen(
             [str(cb.BUILD / "dobj"), "serve", "--cluster", str(self.conf), "--host-id", str(self.i), "--data",
              str(self.tmp / f"h{self.i}"), "--shards", "1", "--store", f"file://{self.tmp}/store", "--class",
-             str(cb.BUILD / "examples/counter.so"), "--log-level", "warn"], stdout=log, stderr=subprocess.STDOUT)
+             str(cb.BUILD / "examples/counter.so"), "--log-level", os.environ.get("LOG_LEVEL", "warn")],
+            stdout=log, stderr=subprocess.STDOUT)
         if not cb.wait_http(f"{self.url()}/_hello"):
             sys.exit(f"bench: dobj host {self.i} did not start; see {self.tmp}/dobj-{self.i}.log")
 
@@ -98,12 +99,16 @@ def hup(hosts):
 
 
 def wait_moved(hosts, version, timeout=120):
-    t0 = time.monotonic()
+    t0, said = time.monotonic(), 0
     while True:
         try:
             st = [h.status() for h in hosts]
             if all(int(s["version"]) == version and int(s["moving"]) == 0 for s in st):
                 return time.monotonic() - t0
+            if os.environ.get("VERBOSE") == "1" and time.monotonic() - t0 > said:
+                said += 1
+                print(f"bench: {time.monotonic() - t0:.1f} s: moving " +
+                      " ".join(f"{h.i}:{s['version']}/{s['moving']}" for h, s in zip(hosts, st)), flush=True)
         except (urllib.error.URLError, OSError, KeyError):
             pass
         if time.monotonic() - t0 > timeout:
@@ -194,12 +199,13 @@ def main():
         after = {n: placement(n, members) for n in names}
         results["leave (host 6)"] = (t0, t1, took, [n for n in names if before[n] != after[n]])
         time.sleep(SETTLE)
-        hosts[6].proc.send_signal(signal.SIGTERM)
-        hosts[6].proc.wait(timeout=30)
         rest = [hosts[i] for i in members]
         write_conf(conf, rest, version=3)
         hup(rest)
         time.sleep(SETTLE)
+        hosts[6].proc.send_signal(signal.SIGTERM)
+        hosts[6].proc.wait(timeout=30)
+        time.sleep(1)
         for p in probes:
             p.stop.set()
         for p in probes:
@@ -231,8 +237,10 @@ def main():
     acked = sum(p.acked for p in probes)
     unknown = sum(p.unknown for p in probes)
     rps = [line for line in wrk_out.splitlines() if "Requests/sec" in line]
+    non2xx = [line for line in wrk_out.splitlines() if "Non-2xx" in line]
     lines += ["", f"Probed writes: {acked} acknowledged, {unknown} unknown (503 or reset), "
-              f"{len(lost)} counters off; background load {rps[0].split()[-1] if rps else '?'} req/s."]
+              f"{len(lost)} counters off; background load {rps[0].split()[-1] if rps else '?'} req/s, "
+              f"{non2xx[0].split()[-1] if non2xx else 0} of its answers not 2xx."]
     report = "\n".join(lines) + "\n"
     print(report)
     out = cb.BUILD / "bench"
