@@ -1401,6 +1401,11 @@ void rt_actor_recovering(struct rt_actor *a)
     a->confirmed_round = 0; /* the new leader's rounds start again */
 }
 
+void rt_actor_hold(struct rt_actor *a)
+{
+    a->recovering = true; /* its outputs still leave as its leader's rounds are answered */
+}
+
 void rt_actor_confirmed(struct rt_shard *s, struct rt_actor *a, uint64_t round)
 {
     if (round > a->confirmed_round)

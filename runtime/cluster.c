@@ -38,8 +38,9 @@
  * replica set differs between the two is led with both sets (a joint
  * configuration, replicate.h): its new leader recovers from a quorum of the
  * old set and of the new, then replicates to both. Leaders whose placement
- * changed step down at the reload; the next event leads the object again,
- * under the new view. Objects nobody asks for are moved too: every second,
+ * changed hand their object over at the reload (leader.c): once their
+ * records are durable the object is led again, under the new view. Objects
+ * nobody asks for are moved too: every second,
  * each host looks at the objects it holds replicas of; one that changed
  * replica set and whose state this host does not know to be durable under
  * the new version (repl_replica_info.commit_origin) is "moving", and its new
@@ -329,8 +330,8 @@ struct repl_epoch rt_cluster_epoch(struct repl_epoch seen, uint64_t version)
         told = true;
         pthread_mutex_unlock(&C.epoch_mu);
         if (tell)
-            RT_ERROR("msg=\"no epoch left for this cluster version: load a newer cluster file\" version=%llu next=%llu",
-                 (unsigned long long)version, (unsigned long long)n);
+            RT_ERROR("msg=\"no epoch left for this cluster version: load a newer cluster file\" version=%llu "
+                     "next=%llu", (unsigned long long)version, (unsigned long long)n);
         return (struct repl_epoch){0, 0};
     }
     C.epoch_next = n + 1;

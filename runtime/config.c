@@ -346,7 +346,8 @@ static int cluster_check(struct rt_config *c, bool store_defaulted, char *err, s
         router_cluster_members(c->cluster, previous, members);
         if (members->nhosts < c->replicas) {
             snprintf(err, errlen,
-                     "option 'replicas': %u replicas need at least %u members; the cluster file %s has %u%s", c->replicas, c->replicas, c->cluster_file, members->nhosts, previous ? " in 'previous'" : "");
+                     "option 'replicas': %u replicas need at least %u members; the cluster file %s has %u%s",
+                     c->replicas, c->replicas, c->cluster_file, members->nhosts, previous ? " in 'previous'" : "");
             free(members);
     if (c->cluster->nprevious > 0 && 2 * c->replicas > REPL_REPLICAS_MAX) {
         snprintf(err, errlen, "option 'replicas': the cluster file %s changes members, which needs replicas <= %u (a "

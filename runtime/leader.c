@@ -398,8 +398,8 @@ static void uncount(struct rt_leader *l, uint64_t to)
  * or holds is durable and every read round it began is answered: the
  * object's file then holds only durable records, on the history any next
  * leader chooses, so the next leader here starts from it (no rebuild) and no
- * client gets a 503. Events that came meanwhile waited (the actor was made
- * to recover): they lead the object again, under the new placement. */
+ * client gets a 503. Events that came meanwhile waited (rt_actor_hold):
+ * they lead the object again, under the new placement. */
 static bool hand_over(struct rt_leader *l)
 {
     struct repl_leader_info li;
@@ -618,7 +618,7 @@ void rt_leaders_reconfigured(struct rt_shard *s)
         } else {
             l->handing_over = true;
             l->handing_since = uv_now(&s->loop);
-            rt_actor_recovering(l->a);
+            rt_actor_hold(l->a);
         }
         after(l);
     }

@@ -540,6 +540,8 @@ void rt_actor_recovered(struct rt_shard *s, struct rt_actor *a, int rv, uint64_t
  * file is discarded. */
 void rt_actor_deposed(struct rt_shard *s, struct rt_actor *a, uint64_t durable, const char *why);
 struct rt_leader **rt_actor_leader_slot(struct rt_actor *a);
+/* Its leader hands it over (a membership change): new events wait. */
+void rt_actor_hold(struct rt_actor *a);
 /* The leader let go after a membership change with every record durable
  * (leader.c): the file stays; waiting events lead the object again. */
 void rt_actor_handed_over(struct rt_shard *s, struct rt_actor *a);
