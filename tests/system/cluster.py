@@ -103,13 +103,16 @@ class Cluster:
         for i in ids or self.ids:
             self.servers[i].start()
         if connected:
-            running = [i for i, s in self.servers.items() if s.alive()]
-            deadline = time.monotonic() + 15
-            for i in running:
-                while self.servers[i].metrics().get("dobj_peer_connected", 0) < len(running) - 1:
-                    assert time.monotonic() < deadline, f"host {i} did not connect to its {len(running) - 1} peers"
-                    time.sleep(0.02)
+            self.wait_connected([i for i, s in self.servers.items() if s.alive()])
         return self
+
+    def wait_connected(self, ids, timeout=15):
+        """Until each host in ids has its peer connections up to the others."""
+        deadline = time.monotonic() + timeout
+        for i in ids:
+            while self.servers[i].metrics().get("dobj_peer_connected", 0) < len(ids) - 1:
+                assert time.monotonic() < deadline, f"host {i} did not connect to its {len(ids) - 1} peers"
+                time.sleep(0.02)
 
     def stop(self):
         for s in self.servers.values():
