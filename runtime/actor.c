@@ -97,6 +97,7 @@ struct rt_actors {
     size_t count;
     struct rt_actor *lru_head, *lru_tail;
     unsigned nopen;
+    size_t wal_frames; /* frames in the open actors' in-memory WALs */
     uv_timer_t idle_timer;
     struct rt_actor *snap_head; /* actors with a snapshot in progress */
     uv_idle_t snap_idle;        /* steps them, one step each per loop turn */
@@ -294,9 +295,16 @@ void rt_actor_pin(struct rt_actor *a, uint32_t segment)
 
 /* ---- activation -------------------------------------------------------- */
 
+/* The actor's WAL now holds `frames` frames (0 once checkpointed or closed). */
+static void wal_set(struct rt_actors *t, struct rt_actor *a, int frames)
+{
+    t->wal_frames = t->wal_frames + (size_t)frames - (size_t)a->wal_total;
+    a->wal_total = frames;
+}
+
 /* Closes the database; false if SQLite could not (a handler left a blob
  * handle open): the connection is left to SQLite as a zombie. */
-static bool db_close(struct rt_actor *a)
+static bool db_close(struct rt_actors *t, struct rt_actor *a)
 {
     bool ok = true;
     sqlite3_finalize(a->begin);
@@ -320,6 +328,7 @@ static bool db_close(struct rt_actor *a)
         wal_capture_close(&a->cap);
     }
     a->db = NULL;
+    wal_set(t, a, 0); /* a clean close checkpointed it; a failed one lost it */
     return ok;
 }
 
@@ -376,7 +385,7 @@ static int db_open(struct rt_shard *s, struct rt_actor *a, char *err, size_t err
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "can not open the database %s: %s", a->path,
                  a->db != NULL ? sqlite3_errmsg(a->db) : sqlite3_errstr(rc));
-        db_close(a);
+        db_close(s->actors, a);
         return DOBJ_EIO;
     }
     wal_capture_init(&a->cap, a->path, a->db);
@@ -388,11 +397,11 @@ static int db_open(struct rt_shard *s, struct rt_actor *a, char *err, size_t err
     int64_t lsn = rt_db_lsn(a->db);
     if (lsn < 0) {
         snprintf(err, errlen, "can not read the lsn stamped in %s: %s", a->path, sqlite3_errmsg(a->db));
-        db_close(a);
+        db_close(s->actors, a);
         return DOBJ_EIO;
     }
     a->committed_lsn = a->durable_lsn = (uint64_t)lsn;
-    a->wal_total = 0;
+    wal_set(s->actors, a, 0);
     a->needs_init = true;
     return 0;
 }
@@ -472,7 +481,8 @@ static bool checkpoint(struct rt_shard *s, struct rt_actor *a)
                 a->cls->cls->name, a->name, log, done, sqlite3_errmsg(a->db));
         return false;
     }
-    a->wal_total = 0;
+    wal_set(s->actors, a, 0);
+    atomic_fetch_add_explicit(&s->checkpoints, 1, memory_order_relaxed);
     return true;
 }
 
@@ -481,13 +491,15 @@ static bool pin_is_old(const struct rt_actor *a)
     return a->pin != NO_PIN && rt_host.journal != NULL && repl_journal_segment(rt_host.journal) > a->pin + 1;
 }
 
-/* Each shard's in-memory WALs share a budget: the more objects are open, the
- * sooner each one checkpoints. */
+/* Each shard's in-memory WALs share a budget. Under it, an object's WAL
+ * grows to WAL_FRAMES_MAX frames before it is checkpointed; over it, every
+ * object written to checkpoints at WAL_FRAMES_MIN. So the memory goes to
+ * the objects being written: a hot object is not held to a small WAL (and
+ * to waiting for durability every few commits, see wal_full) because many
+ * idle objects are open, and quiet ones give theirs back (on_idle_timer). */
 static int wal_frames_max(const struct rt_shard *s)
 {
-    size_t open = s->actors->nopen > 0 ? s->actors->nopen : 1;
-    size_t frames = WAL_SHARD_BUDGET_BYTES / open / (4096 + 24);
-    return frames < WAL_FRAMES_MIN ? WAL_FRAMES_MIN : frames > WAL_FRAMES_MAX ? WAL_FRAMES_MAX : (int)frames;
+    return s->actors->wal_frames < WAL_SHARD_BUDGET_BYTES / (4096 + 24) ? WAL_FRAMES_MAX : WAL_FRAMES_MIN;
 }
 
 /* After a record became durable: checkpoint and fsync when due. */
@@ -515,7 +527,7 @@ static bool evict(struct rt_shard *s, struct rt_actor *a)
         rt_leader_destroy(a->leader);
         a->leader = NULL;
     }
-    if (db_close(a)) {
+    if (db_close(t, a)) {
         sync_and_unpin(s, a);
     } else {
         /* The records stay in the journal for good: the next start replays. */
@@ -793,7 +805,7 @@ static void record_submit(struct rt_shard *s, struct rt_actor *a, int64_t now_us
     size_t len = wal_record_size(rec.npages, rec.page_size);
     uint8_t *buf = sdk_xmalloc(len);
     wal_record_encode(&rec, buf);
-    a->wal_total = a->wal_frames;
+    wal_set(s->actors, a, a->wal_frames);
     if (a->leader != NULL)
         rt_leader_append(a->leader, rec.lsn, buf, len);
     else
@@ -1417,7 +1429,7 @@ const char *rt_actor_close_for_recovery(struct rt_shard *s, struct rt_actor *a)
 {
     actor_path(s, a);
     if (a->db != NULL) {
-        db_close(a);
+        db_close(s->actors, a);
         lru_unlink(s->actors, a);
         s->actors->nopen--;
     }
@@ -1551,13 +1563,13 @@ void rt_actor_deposed(struct rt_shard *s, struct rt_actor *a, uint64_t durable, 
     if (a->db != NULL) {
         if (a->snap != NULL)
             snap_end(s, a, false);
-        db_close(a);
+        db_close(s->actors, a);
         lru_unlink(s->actors, a);
         s->actors->nopen--;
     }
     unlink(a->path);
     a->committed_lsn = a->durable_lsn = 0;
-    a->wal_total = 0;
+    wal_set(s->actors, a, 0);
     a->needs_init = true;
     RT_WARN("msg=\"leader stepped down\" shard=%u object=%s/%s why=\"%s\"", s->id, a->cls->cls->name, a->name,
             why);
@@ -1625,7 +1637,7 @@ void rt_actors_stop(struct rt_shard *s)
      * file, and the next start replays them. */
     while (t->lru_head != NULL) {
         struct rt_actor *a = t->lru_head;
-        db_close(a);
+        db_close(t, a);
         lru_unlink(t, a);
         t->nopen--;
     }

@@ -1079,6 +1079,8 @@ void rt_cluster_stats(struct rt_cluster_stats *out)
     repl_peers_stats(C.peers, &out->peers);
     out->replica_ops = atomic_load(&C.replica_ops);
     out->checkpoints = atomic_load(&C.checkpoints);
+    if (C.journal != NULL)
+        repl_journal_stats(C.journal, &out->journal);
     out->dropped_msgs = atomic_load(&C.dropped_msgs);
     out->commits = atomic_load(&C.commits);
     pthread_mutex_lock(&C.mu);

@@ -336,19 +336,23 @@ static int on_metrics(h2o_req_t *req)
     rt_durable_stats(&st);
     struct rt_cluster_stats cs;
     rt_cluster_stats(&cs); /* zeros on a single host */
-    uint64_t events = 0;
-    for (unsigned i = 0; i < rt_host.nshards; i++)
+    uint64_t events = 0, checkpoints = 0;
+    for (unsigned i = 0; i < rt_host.nshards; i++) {
         events += atomic_load_explicit(&rt_host.shards[i].events, memory_order_relaxed);
+        checkpoints += atomic_load_explicit(&rt_host.shards[i].checkpoints, memory_order_relaxed);
+    }
     struct sdk_buf b = {0};
     sdk_buf_printf(&b,
                    "# TYPE dobj_events_total counter\ndobj_events_total %llu\n"
                    "# TYPE dobj_commits_total counter\ndobj_commits_total %llu\n"
+                   "# TYPE dobj_wal_checkpoints_total counter\ndobj_wal_checkpoints_total %llu\n"
                    "# TYPE dobj_journal_batches_total counter\ndobj_journal_batches_total %llu\n"
                    "# TYPE dobj_journal_fsyncs_total counter\ndobj_journal_fsyncs_total %llu\n"
                    "# TYPE dobj_journal_record_bytes_total counter\ndobj_journal_record_bytes_total %llu\n"
                    "# TYPE dobj_journal_written_bytes_total counter\ndobj_journal_written_bytes_total %llu\n"
                    "# TYPE dobj_journal_segment gauge\ndobj_journal_segment %u\n",
                    (unsigned long long)events, (unsigned long long)(st.records - rt_durable_markers() + cs.commits),
+                   (unsigned long long)checkpoints,
                    (unsigned long long)st.batches,
                    (unsigned long long)st.fsyncs, (unsigned long long)st.bytes_in,
                    (unsigned long long)st.bytes_written, st.segment);
@@ -376,6 +380,7 @@ static int on_metrics(h2o_req_t *req)
                        "# TYPE dobj_peer_auth_failures_total counter\ndobj_peer_auth_failures_total %llu\n"
                        "# TYPE dobj_peer_bad_frames_total counter\ndobj_peer_bad_frames_total %llu\n"
                        "# TYPE dobj_replica_journal_writes_total counter\ndobj_replica_journal_writes_total %llu\n"
+                       "# TYPE dobj_replica_journal_fsyncs_total counter\ndobj_replica_journal_fsyncs_total %llu\n"
                        "# TYPE dobj_replica_checkpoints_total counter\ndobj_replica_checkpoints_total %llu\n"
                        "# TYPE dobj_cluster_version gauge\ndobj_cluster_version %llu\n"
                        "# TYPE dobj_objects_moving gauge\ndobj_objects_moving %llu\n"
@@ -384,7 +389,8 @@ static int on_metrics(h2o_req_t *req)
                        (unsigned long long)cs.peers.msgs_in, (unsigned long long)cs.peers.bytes_out,
                        (unsigned long long)(cs.peers.dropped + cs.dropped_msgs),
                        (unsigned long long)cs.peers.auth_failures, (unsigned long long)cs.peers.bad_frames,
-                       (unsigned long long)cs.replica_ops, (unsigned long long)cs.checkpoints,
+                       (unsigned long long)cs.replica_ops, (unsigned long long)cs.journal.fsyncs,
+                       (unsigned long long)cs.checkpoints,
                        (unsigned long long)rt_cluster_version(), (unsigned long long)cs.moving,
                        (unsigned long long)cs.wakes);
     }

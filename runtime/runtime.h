@@ -276,6 +276,7 @@ struct rt_shard {
     atomic_uint inflight; /* events posted to this shard not yet finished */
     atomic_uint records_inflight; /* records submitted to the journal, not yet durable */
     _Atomic uint64_t events; /* events run, for /_metrics */
+    _Atomic uint64_t checkpoints; /* in-memory WALs written into their files */
     bool stopping;
     struct rt_actors *actors;
     struct rt_front *front;
@@ -448,6 +449,7 @@ struct rt_leader;
 struct rt_cluster_stats {
     struct repl_peers_stats peers;
     uint64_t replica_ops, dropped_msgs, checkpoints;
+    struct repl_stats journal; /* the replica journal's: batches and fsyncs */
     uint64_t commits; /* records this host's leaders made durable */
     uint64_t leading, replicating; /* objects this host leads, keeps replicas of */
     uint64_t moving, wakes; /* objects still to move to the new membership; leaders asked to */

@@ -514,6 +514,35 @@ def test_hot_object_keeps_writing_while_its_wal_drains(server_factory):
     assert s.get("/counter/hot").json()["value"] == total
 
 
+def test_idle_open_objects_leave_a_hot_objects_wal_its_full_size(server_factory):
+    """The shard's in-memory WAL budget goes by the frames the WALs hold, not
+    by how many databases are open: with 1,200 idle objects open, one object
+    being written still checkpoints every WAL_FRAMES_MAX frames, not every
+    16 (a 16-frame WAL held a hot object's events for the journal every few
+    commits: half its throughput). Before the fix, these 400 writes (two
+    frames each) cost about 50 checkpoints."""
+    s = server_factory(name="budget", shards=1)
+    sess = new_session()
+    for i in range(1200):
+        assert sess.post(s.url(f"/counter/idle-{i}"), timeout=10).status_code == 200
+    # Quiet objects checkpoint after 2 s: wait until they all have.
+    deadline = time.monotonic() + 20
+    before = s.metrics()["dobj_wal_checkpoints_total"]
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = s.metrics()["dobj_wal_checkpoints_total"]
+        if now >= 1200 and now == before:
+            break
+        before = now
+    assert before >= 1200, f"the idle objects did not checkpoint when quiet: {before}"
+    for _ in range(400):
+        assert sess.post(s.url("/counter/hot"), timeout=10).status_code == 200
+    used = s.metrics()["dobj_wal_checkpoints_total"] - before
+    print(f"400 writes to one object among 1,200 open: {used} checkpoints")
+    assert used <= 2, f"{used} checkpoints for 400 writes: the hot object's WAL is held small"
+    assert s.get("/counter/hot").json()["value"] == 400
+
+
 def test_backpressure_counts_records_not_yet_durable(server_factory):
     """--max-inflight bounds events queued plus records on their way to the
     journal, per shard: past it a request gets 503 with Retry-After and writes
