@@ -358,6 +358,7 @@ static void journal_round(struct repl_journal *j, struct repl_entry *list)
 static void *journal_main(void *arg)
 {
     struct repl_journal *j = arg;
+    pthread_setname_np(pthread_self(), "dobj-journal");
     for (;;) {
         struct repl_entry *list = take_all(j);
         if (list != NULL) {

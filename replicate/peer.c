@@ -681,6 +681,7 @@ static void on_async(uv_async_t *a)
 static void *peers_main(void *arg)
 {
     struct repl_peers *p = arg;
+    pthread_setname_np(pthread_self(), "dobj-peers");
     uv_run(&p->loop, UV_RUN_DEFAULT);
     return NULL;
 }

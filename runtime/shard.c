@@ -8,6 +8,7 @@
  * plain local list drained on the next loop turn, never inside the caller,
  * so h2o and wslay callbacks are never re-entered.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,6 +199,9 @@ static int shard_init(struct rt_shard *s, unsigned id, char *err, size_t errlen)
 static void shard_main(void *arg)
 {
     struct rt_shard *s = arg;
+    char name[16];
+    snprintf(name, sizeof(name), "dobj-shard%u", s->id);
+    pthread_setname_np(pthread_self(), name); /* for top -H and perf */
     uv_run(&s->loop, UV_RUN_DEFAULT);
 }
 

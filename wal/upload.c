@@ -755,6 +755,7 @@ static void finish(struct wal_uploader *u)
 static void thread_main(void *arg)
 {
     struct wal_uploader *u = arg;
+    pthread_setname_np(pthread_self(), "dobj-upload");
     uv_run(&u->loop, UV_RUN_DEFAULT);
 }
 
