@@ -1022,6 +1022,21 @@ void repl_leader_tick(struct repl_leader *l, uint64_t now_ms)
     }
 }
 
+bool repl_leader_idle(const struct repl_leader *l)
+{
+    if (l->state == REPL_LEADER_DEPOSED)
+        return true;
+    uint64_t last = log_last(&l->log);
+    if (l->state != REPL_LEADER_ACTIVE || l->durable < last || l->confirmed < l->round)
+        return false;
+    for (unsigned i = 0; i < l->cfg.nreplicas; i++) {
+        const struct peer *p = &l->peers[i];
+        if (p->match < last || p->commit_sent < l->durable || p->base_sent < l->log.base)
+            return false;
+    }
+    return true;
+}
+
 void repl_leader_uploaded(struct repl_leader *l, uint64_t lsn)
 {
     if (l->state != REPL_LEADER_ACTIVE || lsn <= l->log.base || lsn > l->durable)

@@ -381,6 +381,11 @@ int repl_leader_append(struct repl_leader *l, struct repl_rec *rec, uint64_t now
 void repl_leader_flush(struct repl_leader *l, uint64_t now_ms);
 void repl_leader_receive(struct repl_leader *l, const struct repl_msg *m, uint64_t now_ms);
 void repl_leader_tick(struct repl_leader *l, uint64_t now_ms);
+/* Whether repl_leader_tick would do nothing until the next other call:
+ * deposed, or serving with every record durable, every read round answered,
+ * and every replica matched and told how far records are durable and in
+ * storage. A caller with many leaders ticks only the others. */
+bool repl_leader_idle(const struct repl_leader *l);
 /* Records up to `lsn` (<= durable) are in object storage. */
 void repl_leader_uploaded(struct repl_leader *l, uint64_t lsn);
 /* A read barrier (Raft's ReadIndex): starts a round, an empty append to

@@ -371,6 +371,9 @@ static int on_metrics(h2o_req_t *req)
                        (unsigned long long)up.segments_uploaded, (unsigned long long)up.bytes_uploaded,
                        (unsigned long long)up.failures, (unsigned long long)up.snapshots, (double)up.lag_us / 1e6, up.store_down ? 1 : 0);
     if (rt_cluster_enabled()) {
+        unsigned ticking = 0; /* leaders with something to time; the others cost no tick */
+        for (unsigned i = 0; i < rt_host.nshards; i++)
+            ticking += atomic_load_explicit(&rt_host.shards[i].leaders_ticking_n, memory_order_relaxed);
         sdk_buf_printf(&b,
                        "# TYPE dobj_peer_connected gauge\ndobj_peer_connected %u\n"
                        "# TYPE dobj_peer_messages_out_total counter\ndobj_peer_messages_out_total %llu\n"
@@ -384,6 +387,7 @@ static int on_metrics(h2o_req_t *req)
                        "# TYPE dobj_replica_checkpoints_total counter\ndobj_replica_checkpoints_total %llu\n"
                        "# TYPE dobj_cluster_version gauge\ndobj_cluster_version %llu\n"
                        "# TYPE dobj_objects_moving gauge\ndobj_objects_moving %llu\n"
+                       "# TYPE dobj_leaders_ticking gauge\ndobj_leaders_ticking %u\n"
                        "# TYPE dobj_move_wakes_total counter\ndobj_move_wakes_total %llu\n",
                        cs.peers.connected_out, (unsigned long long)cs.peers.msgs_out,
                        (unsigned long long)cs.peers.msgs_in, (unsigned long long)cs.peers.bytes_out,
@@ -391,7 +395,7 @@ static int on_metrics(h2o_req_t *req)
                        (unsigned long long)cs.peers.auth_failures, (unsigned long long)cs.peers.bad_frames,
                        (unsigned long long)cs.replica_ops, (unsigned long long)cs.journal.fsyncs,
                        (unsigned long long)cs.checkpoints,
-                       (unsigned long long)rt_cluster_version(), (unsigned long long)cs.moving,
+                       (unsigned long long)rt_cluster_version(), (unsigned long long)cs.moving, ticking,
                        (unsigned long long)cs.wakes);
     }
     static const char ct[] = "content-type\0text/plain; version=0.0.4";

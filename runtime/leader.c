@@ -48,6 +48,8 @@ struct rt_leader {
     bool flush_wanted;          /* records appended in this loop turn */
     bool dirty;                 /* on the shard's leaders_dirty list */
     struct rt_leader *dirty_next;
+    bool ticking;               /* on the shard's leaders_ticking list */
+    struct rt_leader *ticking_next;
     uint64_t round, confirmed;  /* the next round to start; the confirmed one */
     unsigned retries;
     enum repl_depose_reason deposed_why;
@@ -287,7 +289,7 @@ static void sweep(struct rt_shard *s)
 {
     for (struct rt_leader *l = s->leaders, *next; l != NULL; l = next) {
         next = l->next;
-        if (l->freed && !l->preparing && !l->dirty) {
+        if (l->freed && !l->preparing && !l->dirty && !l->ticking) {
             list_unlink(l);
             free(l->name);
             free(l->cls);
@@ -414,12 +416,23 @@ static bool hand_over(struct rt_leader *l)
     return true;
 }
 
+/* The tick visits l until it is idle again (on_tick). */
+static void ticking_add(struct rt_leader *l)
+{
+    if (l->ticking)
+        return;
+    l->ticking = true;
+    l->ticking_next = l->s->leaders_ticking;
+    l->s->leaders_ticking = l;
+}
+
 /* Acts on what the core's callbacks noted. */
 static void after(struct rt_leader *l)
 {
     struct rt_shard *s = l->s;
     if (l->freed)
         return;
+    ticking_add(l); /* every call into the core is followed by this one */
     if (l->handing_over && !l->deposed) {
         if (hand_over(l))
             return;
@@ -512,8 +525,10 @@ void rt_leader_on_msg(struct rt_shard *s, struct rt_repl_msg *m)
 void rt_leader_on_uploaded(struct rt_shard *s, struct rt_uploaded_msg *m)
 {
     struct rt_leader *l = rt_cluster_leader_of(m->id, s->id);
-    if (l != NULL && !l->freed)
+    if (l != NULL && !l->freed) {
         repl_leader_uploaded(l->core, m->lsn);
+        ticking_add(l); /* the replicas are to hear of the new base */
+    }
     free(m);
 }
 
@@ -560,17 +575,37 @@ static void on_round_check(uv_check_t *h)
     }
 }
 
+/* Ticks the leaders with something to time (resends, heartbeats, the
+ * commit timeout, a hand-over). With many objects most leaders are idle, and
+ * a tick that walked them all would cost the shard in proportion: the list
+ * holds the ones called since they were last found idle (after() adds a
+ * leader), and the tick drops those it finds idle. */
 static void on_tick(uv_timer_t *t)
 {
     struct rt_shard *s = t->data;
     uint64_t now = uv_now(&s->loop);
     sweep(s);
-    for (struct rt_leader *l = s->leaders; l != NULL; l = l->next) {
-        if (l->freed)
-            continue;
-        repl_leader_tick(l->core, now);
-        after(l);
+    struct rt_leader *list = s->leaders_ticking;
+    s->leaders_ticking = NULL;
+    /* They keep `ticking` meanwhile, so after() leaves their links alone. */
+    for (struct rt_leader *l = list; l != NULL; l = l->ticking_next)
+        if (!l->freed) {
+            repl_leader_tick(l->core, now);
+            after(l);
+        }
+    for (struct rt_leader *l = list, *next; l != NULL; l = next) {
+        next = l->ticking_next;
+        if (l->freed || (repl_leader_idle(l->core) && !l->handing_over && !l->preparing && !l->deposed)) {
+            l->ticking = false; /* a freed one is swept next time */
+        } else {
+            l->ticking_next = s->leaders_ticking;
+            s->leaders_ticking = l;
+        }
     }
+    unsigned n = 0;
+    for (struct rt_leader *l = s->leaders_ticking; l != NULL; l = l->ticking_next)
+        n++;
+    atomic_store_explicit(&s->leaders_ticking_n, n, memory_order_relaxed);
 }
 
 static bool same_set(const uint32_t *a, unsigned na, const uint32_t *b, unsigned nb)
@@ -645,7 +680,10 @@ void rt_leaders_stop(struct rt_shard *s)
             *rt_actor_leader_slot(l->a) = NULL;
             leader_free(l);
         }
-    for (struct rt_leader *l = s->leaders; l != NULL; l = l->next)
+    for (struct rt_leader *l = s->leaders; l != NULL; l = l->next) {
         l->preparing = false; /* the loop stops: a rebuild still queued never reports */
+        l->ticking = false;
+    }
+    s->leaders_ticking = NULL;
     sweep(s);
 }

@@ -285,6 +285,8 @@ struct rt_shard {
     uv_timer_t leader_timer;
     uv_check_t round_check; /* sends the records and read rounds of a loop turn */
     struct rt_leader *leaders_dirty; /* the leaders with something for round_check */
+    struct rt_leader *leaders_ticking; /* the leaders the tick visits: not idle */
+    atomic_uint leaders_ticking_n;     /* how many, after the last tick: for /_metrics */
 };
 
 struct rt_host {

@@ -163,6 +163,7 @@ static bool failed;
 static struct {
     uint64_t reads, acked, recoveries, deposed_epoch, deposed_timeout, crashes, lost_writes, dropped, duplicated;
     uint64_t replica_uploads, resets, truncations;
+    uint64_t idle_ticks; /* ticks of leaders repl_leader_idle called idle (each did nothing) */
     uint64_t changes_started, changes_completed, joint_leaders, stale_refusals;
     uint64_t steps_changing, crashes_changing, cuts_changing; /* while a transition was under way */
     uint64_t seeds_changed, seeds_completed; /* seeds with at least one change started, completed */
@@ -265,9 +266,12 @@ static void net_free(struct netmsg *x)
     free(x->m.recs);
 }
 
+static uint64_t sends; /* messages sent, dropped ones too */
+
 static void on_send(void *arg, const struct repl_msg *m)
 {
     (void)arg;
+    sends++;
     if (chance(W.p.drop)) {
         stats.dropped++;
         return;
@@ -891,7 +895,14 @@ static void step_leaders(void)
                 leader_start(h); /* try again, above whoever deposed us */
             continue;
         }
+        /* The runtime ticks only leaders that are not idle: a tick of an
+         * idle one must do nothing. */
+        bool idle = repl_leader_idle(in->l);
+        uint64_t sent = sends;
         repl_leader_tick(in->l, W.now);
+        if (idle && (sends != sent || in->deposed))
+            fail("host %u: a tick of an idle leader %s", h->id, in->deposed ? "deposed it" : "sent messages");
+        stats.idle_ticks += idle;
         if (in->deposed || h->lead != in)
             continue;
         struct repl_leader_info li;
@@ -1142,10 +1153,11 @@ int main(int argc, char **argv)
     printf("sim: %" PRIu64 " reads released, %" PRIu64 " records acknowledged, %" PRIu64 " recoveries, %" PRIu64 " leaders deposed by an epoch"
            " and %" PRIu64 " by a timeout, %" PRIu64 " crashes losing %" PRIu64 " unsynced journal writes,"
            " %" PRIu64 " messages dropped and %" PRIu64 " duplicated, %" PRIu64 " uploads by replicas,"
-           " %" PRIu64 " replica logs reset to storage, %" PRIu64 " conflicting suffixes cut\n",
+           " %" PRIu64 " replica logs reset to storage, %" PRIu64 " conflicting suffixes cut,"
+           " %" PRIu64 " ticks of idle leaders (each did nothing)\n",
            stats.reads, stats.acked, stats.recoveries, stats.deposed_epoch, stats.deposed_timeout, stats.crashes,
            stats.lost_writes, stats.dropped, stats.duplicated, stats.replica_uploads, stats.resets,
-           stats.truncations);
+           stats.truncations, stats.idle_ticks);
     printf("sim: %" PRIu64 " membership changes started and %" PRIu64 " completed (seeds with one started: %" PRIu64
            ", completed: %" PRIu64 "), %" PRIu64 " leaders joint, %" PRIu64 " refused to lead on a stale config;"
            " while changing (%" PRIu64 "%% of steps): %" PRIu64 " crashes, %" PRIu64 " links cut or splits\n",

@@ -7,6 +7,7 @@ before. Every test checks what a client saw against what survives.
 """
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -120,6 +121,49 @@ def test_writes_reach_a_quorum_and_every_candidate_serves_one_state(cluster):
     for host in rank[1:4]:
         r = retrying(lambda: kv_get(back, obj, f"from{host}"))
         assert r.json() == {"v": "x"}, r.text
+
+
+def test_idle_leaders_are_not_ticked(cluster):
+    """A leader with nothing to time (every record durable, every replica
+    matched and told) leaves its shard's 25 ms tick: with many objects led,
+    the tick costs in proportion to the busy ones only. 60 counters written
+    once each: a second later every host still leads its share, and no
+    leader is ticking; writes keep working; a leader whose replica went
+    silent keeps ticking (it resends)."""
+    cluster.start()
+    s = requests.Session()
+    names = [f"idle-{i}" for i in range(60)]
+    for n in names:
+        r = s.post(cluster[cluster.leader("counter", n)].url(f"/counter/{n}"), timeout=10)
+        assert r.status_code == 200, r.text
+
+    def ticking():
+        return sum(cluster[i].metrics()["dobj_leaders_ticking"] for i in cluster.ids)
+
+    deadline = time.monotonic() + 10
+    while ticking() > 0:
+        assert time.monotonic() < deadline, f"{ticking()} leaders still ticking 10 s after their last write"
+        time.sleep(0.1)
+    assert sum(int(cluster.status(i)["leading"]) for i in cluster.ids) == 60
+    # They serve as before: a write to each is acknowledged and counted.
+    for n in names[:10]:
+        r = s.post(cluster[cluster.leader("counter", n)].url(f"/counter/{n}"), timeout=10)
+        assert r.status_code == 200 and r.json()["value"] == 2, r.text
+    # A replica frozen: the leaders that write to it keep ticking (resends).
+    n = names[0]
+    lead, frozen = cluster.leader("counter", n), cluster.replica_set("counter", n)[0]
+    cluster[frozen].proc.send_signal(signal.SIGSTOP)
+    try:
+        r = s.post(cluster[lead].url(f"/counter/{n}"), timeout=10)
+        assert r.status_code == 200 and r.json()["value"] == 3, r.text
+        time.sleep(0.5)
+        assert cluster[lead].metrics()["dobj_leaders_ticking"] >= 1, "a leader with a silent replica stopped ticking"
+    finally:
+        cluster[frozen].proc.send_signal(signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while cluster[lead].metrics()["dobj_leaders_ticking"] > 0:
+        assert time.monotonic() < deadline, "the leader kept ticking after its replica came back"
+        time.sleep(0.1)
 
 
 def test_kill9_leader_under_load_loses_no_acknowledged_write(cluster):
