@@ -30,6 +30,7 @@ import json
 import os
 import struct
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -69,32 +70,61 @@ def wait_http(url, timeout=20, method="GET", body=None):
     return False
 
 
-def wrk(script, url, secs, env=None):
+def cpu_ms(pids):
+    """CPU time (user + system, every thread, ms) of each process."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = []
+    for pid in pids:
+        try:
+            f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out.append((int(f[11]) + int(f[12])) * 1000 / tick)
+        except OSError:
+            out.append(0.0)
+    return out
+
+
+def children_cpu_ms():
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (ru.ru_utime + ru.ru_stime) * 1000
+
+
+def wrk(script, url, secs, env=None, pids=()):
+    """One wrk run. With `pids`, the result also has the CPU time those
+    processes used per acknowledged request (us), each ("cpu_us", a list) and
+    wrk's own ("wrk_cpu_us")."""
     cmd = ["wrk", "-t2", "-c64", f"-d{secs}s", "--latency", "-s", str(REPO / "tests/bench" / script), url]
+    c0, w0 = cpu_ms(pids), children_cpu_ms()
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=secs + 60)
+    c1, w1 = cpu_ms(pids), children_cpu_ms()
     m = re.search(r"RESULT (.*)", out.stdout)
     if not m:
         sys.exit(f"bench: wrk printed no RESULT ({' '.join(cmd)}):\n{out.stdout}\n{out.stderr}")
-    r = dict(kv.split("=") for kv in m.group(1).split())
-    return {k: float(v) for k, v in r.items()}, " ".join(cmd)
+    r = {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+    n = max(r["requests"], 1)
+    r["cpu_us"] = [(b - a) * 1000 / n for a, b in zip(c0, c1)]
+    r["wrk_cpu_us"] = (w1 - w0) * 1000 / n
+    return r, " ".join(cmd)
 
 
-def measure(shapes):
+def measure(shapes, pids=None):
     """shapes: name -> (script, url, env). Warms each up, then runs them in
-    turn RUNS times; the medians per name."""
+    turn RUNS times; the medians per name. pids: name -> the server's
+    processes, whose CPU time per request is measured too."""
+    pids = pids or {}
     for script, url, env in shapes.values():
         wrk(script, url, WARMUP, env)
     runs = {name: [] for name in shapes}
     for i in range(RUNS):
         for name, (script, url, env) in shapes.items():
-            r, cmd = wrk(script, url, DURATION, env)
+            r, cmd = wrk(script, url, DURATION, env, pids.get(name, ()))
             runs[name].append((r, cmd))
             print(f"bench: run {i + 1}/{RUNS} {name}: {r['rps']:.0f} req/s, p99 {r['p99_us'] / 1000:.2f} ms",
                   flush=True)
     out = {}
     for name, rs in runs.items():
         res = [r for r, _ in rs]
-        med = {k: statistics.median(r[k] for r in res) for k in ("rps", "p50_us", "p99_us")}
+        med = {k: statistics.median(r[k] for r in res) for k in ("rps", "p50_us", "p99_us", "wrk_cpu_us")}
+        med["cpu_us"] = [statistics.median(r["cpu_us"][i] for r in res) for i in range(len(res[0]["cpu_us"]))]
         med["errors"] = sum(r["errors"] for r in res)
         med["cmd"] = rs[0][1]
         print(f"bench: {name}: {med['rps']:.0f} req/s, p50 {med['p50_us'] / 1000:.2f} ms, "
@@ -189,10 +219,14 @@ def main():
         procs += eprocs
         names = led_by(1, 1000)
         (tmp / "names.txt").write_text("\n".join(names) + "\n")
+        pids = {}
+        for shape in ("one", "spread"):
+            pids[f"dobj {shape}"] = [p.pid for p in dprocs]  # host 1 (the leader) first
+            pids[f"etcd {shape}"] = [p.pid for p in eprocs]
         res.update(measure({"dobj one": ("one.lua", f"{base}/counter/{names[0]}", None),
-                            "etcd one": ("etcd_put.lua", leader, {"KEYS": "1"})}))
+                            "etcd one": ("etcd_put.lua", leader, {"KEYS": "1"})}, pids))
         res.update(measure({"dobj spread": ("names.lua", base, {"NAMES": str(tmp / "names.txt")}),
-                            "etcd spread": ("etcd_put.lua", leader, {"KEYS": "1000"})}))
+                            "etcd spread": ("etcd_put.lua", leader, {"KEYS": "1000"})}, pids))
     finally:
         stop(procs)
         if os.environ.get("KEEP") != "1":
@@ -209,6 +243,18 @@ def main():
                      f"{d['p50_us'] / 1000:.2f} ms | {d['p99_us'] / 1000:.2f} ms | {e['rps']:.0f} | "
                      f"{e['p50_us'] / 1000:.2f} ms | {e['p99_us'] / 1000:.2f} ms | {ratio:.2f} | "
                      f"{'yes' if d['p99_us'] < e['p99_us'] else 'no'} | {'met' if met else 'FAIL'} |")
+    # Where the two cores go: CPU time per acknowledged write, medians of the
+    # runs, and the rate both cores would allow at that cost (with wrk's).
+    ncpu = os.cpu_count() or 1
+    lines += ["", "| shape | dobj leader | dobj 5 replicas | dobj total | etcd 3 members | wrk (dobj / etcd) | "
+              f"dobj at {ncpu} busy cores | etcd at {ncpu} busy cores |", "|---|---|---|---|---|---|---|---|"]
+    for shape in ("one", "spread"):
+        d, e = res[f"dobj {shape}"], res[f"etcd {shape}"]
+        dl, dr, et = d["cpu_us"][0], sum(d["cpu_us"][1:]), sum(e["cpu_us"])
+        lines.append(f"| {'1 object / key' if shape == 'one' else '1,000 objects / keys'} | {dl:.0f} us | {dr:.0f} us | "
+                     f"{dl + dr:.0f} us | {et:.0f} us | {d['wrk_cpu_us']:.0f} / {e['wrk_cpu_us']:.0f} us | "
+                     f"{ncpu * 1e6 / (dl + dr + d['wrk_cpu_us']):.0f} req/s | "
+                     f"{ncpu * 1e6 / (et + e['wrk_cpu_us']):.0f} req/s |")
     report = "\n".join(lines) + "\n\ncommands: " + "; ".join(sorted({r["cmd"] for r in res.values()})) + "\n"
     print(report)
     out = BUILD / "bench"
