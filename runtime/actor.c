@@ -492,14 +492,18 @@ static bool pin_is_old(const struct rt_actor *a)
 }
 
 /* Each shard's in-memory WALs share a budget. Under it, an object's WAL
- * grows to WAL_FRAMES_MAX frames before it is checkpointed; over it, every
- * object written to checkpoints at WAL_FRAMES_MIN. So the memory goes to
- * the objects being written: a hot object is not held to a small WAL (and
- * to waiting for durability every few commits, see wal_full) because many
- * idle objects are open, and quiet ones give theirs back (on_idle_timer). */
+ * grows to WAL_FRAMES_MAX frames before it is checkpointed; over it, to its
+ * share of the budget among the open objects (at least WAL_FRAMES_MIN). So
+ * a hot object is not held to a small WAL (and to waiting for durability
+ * every few commits, see wal_full) because many idle objects are open, and
+ * quiet ones give theirs back (on_idle_timer). */
 static int wal_frames_max(const struct rt_shard *s)
 {
-    return s->actors->wal_frames < WAL_SHARD_BUDGET_BYTES / (4096 + 24) ? WAL_FRAMES_MAX : WAL_FRAMES_MIN;
+    const size_t budget = WAL_SHARD_BUDGET_BYTES / (4096 + 24);
+    if (s->actors->wal_frames < budget)
+        return WAL_FRAMES_MAX;
+    size_t share = budget / (s->actors->nopen > 0 ? s->actors->nopen : 1);
+    return share < WAL_FRAMES_MIN ? WAL_FRAMES_MIN : share > WAL_FRAMES_MAX ? WAL_FRAMES_MAX : (int)share;
 }
 
 /* After a record became durable: checkpoint and fsync when due. */
