@@ -451,7 +451,7 @@ struct rt_leader;
 struct rt_cluster_stats {
     struct repl_peers_stats peers;
     uint64_t replica_ops, dropped_msgs, checkpoints;
-    struct repl_stats journal; /* the replica journal's: batches and fsyncs */
+    struct repl_stats journal; /* the replica journal's counters (/_metrics shows its fsyncs) */
     uint64_t commits; /* records this host's leaders made durable */
     uint64_t leading, replicating; /* objects this host leads, keeps replicas of */
     uint64_t moving, wakes; /* objects still to move to the new membership; leaders asked to */

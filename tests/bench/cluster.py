@@ -19,8 +19,11 @@ Both clusters run side by side on the same two cores (an idle one costs
 under 1% of a core) and the runs alternate, dobj then etcd, RUNS times of
 DURATION s after a WARMUP s warm-up each, so that the machine's minute-to-
 minute noise falls on both alike; medians. The target: dobj >= 3x etcd's
-throughput with a lower p99, for both shapes. The report goes to stdout and
-DOBJ_BUILD/bench/cluster.md.
+throughput with a lower p99, for both shapes. A second table gives the CPU
+time per acknowledged write (every thread of each server process, from
+/proc/PID/stat, and wrk's) and the rate both cores would allow at that cost:
+the ceiling the ratio is bound by on this machine. The report goes to stdout
+and DOBJ_BUILD/bench/cluster.md.
 
 Environment: DOBJ_BUILD (build), DURATION (10), WARMUP (2), RUNS (3),
 KEEP (0), STRICT (0: a missed target is reported, not an error).
